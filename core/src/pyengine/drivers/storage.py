@@ -1,0 +1,130 @@
+"""The storage driver interface: how layers are kept on disk and turned into root file systems.
+
+Vocabulary
+----------
+layer_id
+    The key of a layer in the driver. The core uses an image layer's *chain ID* (sha256 hex of
+    the layer's diff ID chained with its parent's, as in the OCI image spec) for read-only image
+    layers, and the container ID for a container's writable layer. A driver treats it as an
+    opaque string of ``[0-9a-zA-Z_.-]``.
+parent_id
+    The layer a layer is created on, or ``None`` for a base layer. A layer never changes its parent.
+mount path
+    A directory on the host holding the layer's whole file system (its own content over all its
+    parents'), returned by :meth:`StorageDriver.mount`. Mounts are reference counted: every
+    ``mount`` is matched by one ``unmount``; the last unmount releases kernel mounts.
+
+Typical flows
+-------------
+Importing an image layer::
+
+    driver.create(chain_id, parent_chain_id)           # empty layer on its parent
+    size = driver.apply_diff(chain_id, tar_stream)      # unpack the layer tar (OCI whiteouts)
+
+Preparing a container's root file system::
+
+    driver.create(container_id, top_chain_id, writable=True)
+    rootfs = driver.mount(container_id)                 # -> path handed to the runtime
+    ...                                                 # the container runs
+    driver.unmount(container_id)
+    driver.remove(container_id)                         # when the container is removed
+
+Committing a container::
+
+    stream = driver.diff(container_id)                  # tar of the changes, OCI whiteouts
+
+Errors: :class:`pyengine.errors.NotFound` for an unknown layer, :class:`~pyengine.errors.Conflict`
+for removing a layer that has children or is mounted, :class:`~pyengine.errors.AlreadyExists` for
+creating a layer that exists, :class:`~pyengine.errors.InvalidArgument` for a layer tar that tries
+to leave the layer, :class:`~pyengine.errors.NotSupported` from the factory when the host cannot
+run the driver.
+
+Registration: a driver package names a factory in the ``pyengine.storage.v1`` entry-point
+namespace. The factory is called as ``factory(root=Path, options=dict)`` and returns a
+:class:`StorageDriver`; it raises ``NotSupported`` (with the reason) when the driver cannot work
+under ``root`` on this host.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+ENTRY_POINT_NAMESPACE = "pyengine.storage.v1"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path changed by a layer relative to its parent: kind is 'A', 'C' or 'D' (as docker diff)."""
+
+    kind: str
+    path: str
+
+
+class StorageDriver(abc.ABC):
+    """A way to keep layers on disk. See the module docstring for the vocabulary and flows."""
+
+    #: the user-visible name, as in ``--storage-driver NAME`` and ``docker info``'s Driver
+    name: str = ""
+
+    def __init__(self, root: Path) -> None:
+        #: the directory the driver owns; nothing outside it is written by the driver
+        self.root = Path(root)
+
+    @abc.abstractmethod
+    def create(self, layer_id: str, parent_id: str | None, *, writable: bool = False) -> None:
+        """Create an empty layer on ``parent_id`` (or a base layer when None).
+
+        ``writable`` marks a container's layer: it is mounted read-write and may be diffed, but
+        no other layer is ever created on it. Raises AlreadyExists if ``layer_id`` exists and
+        NotFound if the parent does not.
+        """
+
+    @abc.abstractmethod
+    def remove(self, layer_id: str) -> None:
+        """Delete a layer and everything the driver keeps for it.
+
+        Raises NotFound for an unknown layer, Conflict while it is mounted or has child layers.
+        Leaves no mount and no directory behind.
+        """
+
+    @abc.abstractmethod
+    def exists(self, layer_id: str) -> bool:
+        """Whether the layer exists (fully created; a half-made layer from a crash does not count)."""
+
+    @abc.abstractmethod
+    def mount(self, layer_id: str) -> Path:
+        """Make the layer's full file system available and return its path.
+
+        Reference counted: a second mount of a mounted layer returns the same path. Raises NotFound.
+        """
+
+    @abc.abstractmethod
+    def unmount(self, layer_id: str) -> None:
+        """Release one reference taken by :meth:`mount`; the last one releases the kernel mount."""
+
+    @abc.abstractmethod
+    def apply_diff(self, layer_id: str, stream: BinaryIO) -> int:
+        """Unpack an uncompressed layer tar into a layer made by :meth:`create`; return its size.
+
+        OCI whiteouts (``.wh.NAME``, ``.wh..wh..opq``) delete from the parents. Names that would
+        leave the layer raise InvalidArgument; on any error nothing of the tar stays applied.
+        """
+
+    @abc.abstractmethod
+    def diff(self, layer_id: str) -> Iterator[bytes]:
+        """Yield an uncompressed tar of the layer's changes against its parent, OCI whiteouts."""
+
+    @abc.abstractmethod
+    def changes(self, layer_id: str) -> list[Change]:
+        """List the paths the layer added, changed or deleted against its parent."""
+
+    def status(self) -> list[tuple[str, str]]:
+        """Key/value pairs for ``docker info``'s DriverStatus (backing file system, counts)."""
+        return []
+
+    def cleanup(self) -> None:
+        """Release everything the driver holds at daemon shutdown (mounts); keep the data."""
