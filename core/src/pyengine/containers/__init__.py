@@ -1,0 +1,1 @@
+"""Containers: their lifecycle, the OCI bundle the runtime consumes, their files and logs."""

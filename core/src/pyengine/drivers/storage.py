@@ -128,3 +128,4 @@ class StorageDriver(abc.ABC):
 
     def cleanup(self) -> None:
         """Release everything the driver holds at daemon shutdown (mounts); keep the data."""
+        return None

@@ -1,0 +1,58 @@
+"""``pyengine daemon``: the click command that starts the daemon (imported lazily by the CLI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("daemon")
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default="/var/lib/pyengine",
+    show_default=True,
+    help="Root directory of persistent state",
+)
+@click.option(
+    "--exec-root",
+    type=click.Path(path_type=Path),
+    default="/run/pyengine",
+    show_default=True,
+    help="Root directory of execution state (sockets, supervisor)",
+)
+@click.option("-H", "--host", "hosts", multiple=True, help="unix:// socket to listen on")
+@click.option("-s", "--storage-driver", default=None, help="Storage driver to use")
+@click.option("--storage-opt", multiple=True, help="Storage driver option KEY=VALUE")
+@click.option("-G", "--group", default=None, help="Group owning the API socket")
+@click.option("-D", "--debug", is_flag=True, help="Debug logging")
+def daemon_command(
+    data_root: Path,
+    exec_root: Path,
+    hosts: tuple[str, ...],
+    storage_driver: str | None,
+    storage_opt: tuple[str, ...],
+    group: str | None,
+    debug: bool,
+) -> None:
+    """Run the pyengine daemon."""
+    from pyengine.daemon.config import DEFAULT_HOST, DaemonConfig
+    from pyengine.daemon.server import run
+
+    options = {}
+    for item in storage_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--storage-opt")
+        options[key] = value
+    config = DaemonConfig(
+        data_root=data_root.absolute(),
+        exec_root=exec_root.absolute(),
+        hosts=list(hosts) or [DEFAULT_HOST],
+        storage_driver=storage_driver,
+        storage_options=options,
+        socket_group=group,
+        debug=debug,
+    )
+    run(config)

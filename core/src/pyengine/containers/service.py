@@ -1,0 +1,525 @@
+"""The container lifecycle: create, start, stop, kill, wait, remove, and reacting to exits.
+
+The engine keeps every container's record in memory (authoritative while the daemon runs) and writes
+it to SQLite on every change. Processes belong to the supervisor (a separate process that outlives the
+daemon); this service asks it to start and signal them and learns about exits from its event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal as signals
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from pyengine import ids
+from pyengine.containers import files, spec
+from pyengine.containers.naming import ContainerIndex
+from pyengine.drivers.storage import StorageDriver
+from pyengine.errors import (
+    AlreadyExists,
+    Conflict,
+    EngineError,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+    StartFailed,
+)
+from pyengine.hooks import HookCaller
+from pyengine.images.store import ImageStore
+from pyengine.model.base import ZERO_TIME, now_rfc3339
+from pyengine.model.container import (
+    Container,
+    ContainerConfig,
+    ContainerCreateRequest,
+    ContainerState,
+    ContainerStatus,
+)
+from pyengine.state.db import Database, dumps, loads
+
+log = logging.getLogger(__name__)
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def parse_signal(value: str | int | None, default: int = signals.SIGKILL) -> int:
+    """``KILL``, ``SIGKILL`` or ``9`` -> 9; InvalidArgument for anything else."""
+    if value in (None, ""):
+        return default
+    text = str(value).upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signals.NSIG:
+            return number
+        raise InvalidArgument(f"Invalid signal: {value}")
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return int(signals.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"Invalid signal: {value}") from None
+
+
+def exit_code_for_start_error(message: str) -> int:
+    """Docker's exit code for a process that could not be started."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 128
+
+
+class ContainerService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        images: ImageStore,
+        driver: StorageDriver,
+        supervisor: Any,
+        hooks: HookCaller,
+        containers_dir: Path,
+    ) -> None:
+        self.db = db
+        self.images = images
+        self.driver = driver
+        self.supervisor = supervisor
+        self.hooks = hooks
+        self.containers_dir = Path(containers_dir)
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        self.index = ContainerIndex()
+        self._waiters: dict[str, list[tuple[str, asyncio.Future]]] = defaultdict(list)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._exited: dict[str, asyncio.Event] = {}
+
+    # ---- records ------------------------------------------------------------------------------
+    def load(self) -> None:
+        for (doc,) in self.db.query("SELECT doc FROM containers"):
+            self.index.add(Container.model_validate(loads(doc)))
+
+    def get(self, name_or_id: str) -> Container:
+        return self.index.find(name_or_id)
+
+    def all(self) -> list[Container]:
+        return self.index.all()
+
+    def save(self, container: Container) -> None:
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT INTO containers(id, name, image_id, doc) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET name=excluded.name, doc=excluded.doc",
+                (container.Id, container.Name, container.Image, dumps(container.model_dump(mode="json"))),
+            )
+
+    def images_in_use(self) -> dict[str, list[str]]:
+        users: dict[str, list[str]] = defaultdict(list)
+        for container in self.index.all():
+            users[container.Image].append(container.Id)
+        return users
+
+    # ---- create -------------------------------------------------------------------------------
+    async def create(self, request: ContainerCreateRequest, name: str | None) -> Container:
+        if name:
+            name = ids.validate_container_name(name)
+            self._check_name_free(name)
+        if not request.Image:
+            raise InvalidArgument("Config.Image is required")
+        image = await asyncio.to_thread(self.images.resolve, request.Image)
+        image_config = image.config.config
+        if request.Entrypoint is not None:
+            entrypoint, cmd = request.Entrypoint, request.Cmd or []
+        else:
+            entrypoint, cmd = image_config.Entrypoint or [], request.Cmd or image_config.Cmd or []
+        argv = [*entrypoint, *cmd]
+        if not argv or not argv[0]:
+            raise InvalidArgument("No command specified")
+        if request.Entrypoint == [""] and cmd:
+            argv = list(cmd)
+        self.hooks.call("pyengine_container_pre_create", request=request, image=image)
+
+        container_id = ids.new_id()
+        config = ContainerConfig.model_validate(
+            request.model_dump(exclude={"HostConfig", "NetworkingConfig", "Platform"})
+        )
+        config.Hostname = config.Hostname or container_id[:12]
+        config.Env = spec.merge_env(image_config.Env, request.Env, config.Hostname, config.Tty)
+        config.Cmd = cmd or None
+        config.Entrypoint = entrypoint or None
+        config.WorkingDir = config.WorkingDir or image_config.WorkingDir
+        config.User = config.User or image_config.User
+        config.Labels = {**(image_config.Labels or {}), **(request.Labels or {})}
+        config.StopSignal = config.StopSignal or image_config.StopSignal
+        config.ExposedPorts = {**(image_config.ExposedPorts or {}), **(request.ExposedPorts or {})} or None
+        directory = self.containers_dir / container_id
+        container = Container(
+            Id=container_id,
+            Name=name or self._free_random_name(),
+            Created=now_rfc3339(),
+            Path=argv[0],
+            Args=argv[1:],
+            Config=config,
+            HostConfig=request.HostConfig,
+            Image=image.id,
+            ImageName=request.Image,
+            Driver=self.driver.name,
+            LogPath=str(directory / f"{container_id}-json.log"),
+            ResolvConfPath=str(directory / "resolv.conf"),
+            HostnamePath=str(directory / "hostname"),
+            HostsPath=str(directory / "hosts"),
+            BundlePath=str(directory),
+        )
+        await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+        try:
+            await self.supervisor.create(
+                id=container_id,
+                bundle=str(directory),
+                tty=config.Tty,
+                open_stdin=config.OpenStdin,
+                stdin_once=config.StdinOnce,
+                log_path=container.LogPath,
+            )
+            self.index.add(container)
+            try:
+                self.save(container)
+            except Exception:
+                self.index.remove(container)
+                raise
+        except BaseException:
+            await asyncio.to_thread(self._release_filesystem, container)
+            await _quietly(self.supervisor.delete(id=container_id))
+            raise
+        self.hooks.call("pyengine_container_post_create", container=container)
+        return container
+
+    def _check_name_free(self, name: str) -> None:
+        other = self.index.by_name(name)
+        if other is not None:
+            raise AlreadyExists(
+                f'Conflict. The container name "/{name}" is already in use by container "{other.Id}". '
+                "You have to remove (or rename) that container to be able to reuse that name."
+            )
+
+    def _free_random_name(self) -> str:
+        for attempt in range(10):
+            candidate = ids.random_name(attempt)
+            if self.index.by_name(candidate) is None:
+                return candidate
+        return ids.new_id()[:16]
+
+    def _prepare_filesystem(self, container: Container, top_layer: str | None) -> None:
+        directory = Path(container.BundlePath)
+        directory.mkdir(parents=True)
+        try:
+            self.driver.create(container.Id, top_layer, writable=True)
+            files.write_hostname(directory, container.Config.Hostname)
+            files.write_hosts(directory, container.Config.Hostname, extra=container.HostConfig.ExtraHosts)
+            hc = container.HostConfig
+            files.write_resolv_conf(directory, hc.Dns, hc.DnsSearch, hc.DnsOptions)
+        except BaseException:
+            self._release_filesystem(container)
+            raise
+
+    def _release_filesystem(self, container: Container) -> None:
+        if self.driver.exists(container.Id):
+            try:
+                self.driver.remove(container.Id)
+            except EngineError:
+                log.warning("could not remove the layer of %s", container.Id, exc_info=True)
+        shutil.rmtree(container.BundlePath, ignore_errors=True)
+
+    # ---- start --------------------------------------------------------------------------------
+    async def start(self, container: Container) -> None:
+        async with self._locks[container.Id]:
+            if container.State.running:
+                raise NotModified("container already started")
+            if container.State.Status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
+                raise Conflict(f"cannot start container {container.Id[:12]}: it is being removed")
+            bundle = await asyncio.to_thread(self._write_bundle, container)
+            self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
+            try:
+                reply = await self.supervisor.start(id=container.Id)
+            except StartFailed as exc:
+                await asyncio.to_thread(self._unmount_rootfs, container)
+                message = (
+                    f"OCI runtime create failed: starting container process caused: {exc.message}: unknown"
+                )
+                container.State.ExitCode = exit_code_for_start_error(exc.message)
+                container.State.Error = message
+                container.State.move_to(ContainerStatus.EXITED)
+                container.State.FinishedAt = now_rfc3339()
+                self.save(container)
+                failed = StartFailed(message)
+            else:
+                failed = None
+                container.State.move_to(ContainerStatus.RUNNING)
+                container.State.Pid = int(reply.get("pid", 0))
+                container.State.StartedAt = reply.get("started_at") or now_rfc3339()
+                container.State.FinishedAt = ZERO_TIME
+                container.State.ExitCode = 0
+                container.State.Error = ""
+                container.ManualStop = False
+                self._exited[container.Id] = asyncio.Event()
+                self.save(container)
+        if failed is not None:
+            self._resolve_waiters(container, ("next-exit", "not-running"))
+            if container.HostConfig.AutoRemove:
+                await self._auto_remove(container)
+            raise failed
+        self.hooks.call("pyengine_container_post_start", container=container)
+
+    def _write_bundle(self, container: Container) -> dict[str, Any]:
+        from pyengine.runtime.users import resolve_user
+
+        rootfs = self.driver.mount(container.Id)
+        try:
+            uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")
+            hc = container.HostConfig
+            console = tuple(hc.ConsoleSize) if hc.ConsoleSize and len(hc.ConsoleSize) == 2 else None
+            directory = Path(container.BundlePath)
+            bundle = spec.runtime_spec(
+                args=[container.Path, *container.Args],
+                env=list(container.Config.Env or []),
+                cwd=container.Config.WorkingDir or "/",
+                uid=uid,
+                gid=gid,
+                additional_gids=groups,
+                rootfs=str(rootfs),
+                readonly_rootfs=hc.ReadonlyRootfs,
+                hostname=container.Config.Hostname,
+                tty=container.Config.Tty,
+                console_size=console,  # type: ignore[arg-type]
+                files={
+                    "/etc/resolv.conf": container.ResolvConfPath,
+                    "/etc/hostname": container.HostnamePath,
+                    "/etc/hosts": container.HostsPath,
+                },
+                shm_size=hc.ShmSize,
+                privileged=hc.Privileged,
+            )
+            _write_json_atomically(directory / "config.json", bundle)
+            container.RootfsPath = str(rootfs)
+            return bundle
+        except BaseException:
+            self.driver.unmount(container.Id)
+            raise
+
+    def _unmount_rootfs(self, container: Container) -> None:
+        if container.RootfsPath:
+            container.RootfsPath = ""
+            try:
+                self.driver.unmount(container.Id)
+            except EngineError:
+                log.warning("could not unmount the root of %s", container.Id, exc_info=True)
+
+    # ---- exits --------------------------------------------------------------------------------
+    async def on_exit(
+        self, container_id: str, exit_code: int, finished_at: str | None, oom: bool = False
+    ) -> None:
+        """The supervisor reports that a container's process ended."""
+        try:
+            container = self.index.find(container_id)
+        except NotFound:
+            return
+        async with self._locks[container.Id]:
+            if container.State.Status not in (
+                ContainerStatus.RUNNING,
+                ContainerStatus.PAUSED,
+                ContainerStatus.RESTARTING,
+            ):
+                return
+            container.State.move_to(ContainerStatus.EXITED)
+            container.State.ExitCode = exit_code
+            container.State.Pid = 0
+            container.State.OOMKilled = oom
+            container.State.FinishedAt = finished_at or now_rfc3339()
+            await asyncio.to_thread(self._unmount_rootfs, container)
+            self.save(container)
+            event = self._exited.pop(container.Id, None)
+            if event:
+                event.set()
+        self.hooks.call("pyengine_container_post_exit", container=container, exit_code=exit_code)
+        self._resolve_waiters(container, ("next-exit", "not-running"))
+        if container.HostConfig.AutoRemove:
+            await self._auto_remove(container)
+
+    async def _auto_remove(self, container: Container) -> None:
+        try:
+            await self.remove(container, force=True)
+        except NotFound:
+            pass
+        except EngineError:
+            log.warning("auto-remove of %s failed", container.Id, exc_info=True)
+
+    # ---- wait ---------------------------------------------------------------------------------
+    def waiter(self, container: Container, condition: str) -> asyncio.Future:
+        """A future resolved with (status_code, error) when ``condition`` is met."""
+        if condition not in WAIT_CONDITIONS:
+            raise InvalidArgument(f"invalid condition: {condition!r}")
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        if condition == "not-running" and not container.State.running:
+            future.set_result((container.State.ExitCode, None))
+        else:
+            self._waiters[container.Id].append((condition, future))
+        return future
+
+    def _resolve_waiters(self, container: Container, conditions: tuple[str, ...]) -> None:
+        remaining = []
+        for condition, future in self._waiters.get(container.Id, []):
+            if condition in conditions:
+                if not future.done():
+                    error = container.State.Error or None
+                    future.set_result((container.State.ExitCode, error))
+            else:
+                remaining.append((condition, future))
+        if remaining:
+            self._waiters[container.Id] = remaining
+        else:
+            self._waiters.pop(container.Id, None)
+
+    # ---- signals ------------------------------------------------------------------------------
+    async def kill(self, container: Container, signal: str | int | None = None) -> None:
+        number = parse_signal(signal)
+        if not container.State.running:
+            raise Conflict(f"Cannot kill container: {container.Id}: Container {container.Id} is not running")
+        if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
+            container.ManualStop = True
+        await self.supervisor.signal(id=container.Id, signal=number)
+        self.hooks.call(
+            "pyengine_container_post_event",
+            container=container,
+            action="kill",
+            attributes={"signal": str(number)},
+        )
+
+    async def stop(self, container: Container, timeout: int | None = None) -> None:
+        if not container.State.running:
+            raise NotModified("container already stopped")
+        if timeout is None:
+            timeout = (
+                container.Config.StopTimeout
+                if container.Config.StopTimeout is not None
+                else DEFAULT_STOP_TIMEOUT
+            )
+        container.ManualStop = True
+        exited = self._exited.get(container.Id) or asyncio.Event()
+        stop_signal = parse_signal(container.Config.StopSignal, default=signals.SIGTERM)
+        try:
+            await self.supervisor.signal(id=container.Id, signal=stop_signal)
+        except Conflict:
+            pass  # it ended meanwhile
+        if timeout < 0:
+            await exited.wait()
+        else:
+            try:
+                await asyncio.wait_for(exited.wait(), timeout=timeout)
+            except TimeoutError:
+                await _quietly(self.supervisor.signal(id=container.Id, signal=signals.SIGKILL))
+                await exited.wait()
+        self.hooks.call("pyengine_container_post_event", container=container, action="stop", attributes={})
+
+    async def restart(self, container: Container, timeout: int | None = None) -> None:
+        if container.State.running:
+            try:
+                await self.stop(container, timeout)
+            except NotModified:
+                pass
+        await self.start(container)
+        self.hooks.call("pyengine_container_post_event", container=container, action="restart", attributes={})
+
+    async def resize(self, container: Container, height: int, width: int) -> None:
+        if not container.State.running:
+            raise Conflict(f"Container {container.Id} is not running")
+        await self.supervisor.resize(id=container.Id, height=height, width=width)
+
+    # ---- remove -------------------------------------------------------------------------------
+    async def remove(self, container: Container, *, force: bool = False) -> None:
+        if container.State.running:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {container.Id}. Stop the container before "
+                    "attempting removal or force remove"
+                )
+            exited = self._exited.get(container.Id)
+            await _quietly(self.supervisor.signal(id=container.Id, signal=signals.SIGKILL))
+            if exited is not None:
+                try:
+                    await asyncio.wait_for(exited.wait(), timeout=30)
+                except TimeoutError:
+                    log.warning("container %s did not exit after SIGKILL", container.Id)
+        self.hooks.call("pyengine_container_pre_remove", container=container, force=force)
+        async with self._locks[container.Id]:
+            if self.index.by_id(container.Id) is None:
+                raise NotFound(f"No such container: {container.Id}")
+            if container.State.Status != ContainerStatus.REMOVING:
+                container.State.Status = ContainerStatus.REMOVING
+            await _quietly(self.supervisor.delete(id=container.Id))
+            await asyncio.to_thread(self._unmount_rootfs, container)
+            await asyncio.to_thread(self._release_filesystem, container)
+            with self.db.transaction() as cur:
+                cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))
+            self.index.remove(container)
+        self._locks.pop(container.Id, None)
+        self.hooks.call("pyengine_container_post_remove", container=container)
+        self._resolve_waiters(container, ("removed", "next-exit", "not-running"))
+
+    # ---- daemon restart -----------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Make the records agree with the supervisor after a daemon (re)start.
+
+        A container recorded as running whose process is gone becomes exited, with the status the
+        supervisor recorded when it has one; containers the supervisor does not know (it was
+        restarted, or the host rebooted) are registered again so that they can be started.
+        """
+        known = {item["id"]: item for item in (await self.supervisor.list()).get("containers", [])}
+        for container in self.index.all():
+            state = known.get(container.Id)
+            if state is None:
+                await self.supervisor.create(
+                    id=container.Id,
+                    bundle=container.BundlePath,
+                    tty=container.Config.Tty,
+                    open_stdin=container.Config.OpenStdin,
+                    stdin_once=container.Config.StdinOnce,
+                    log_path=container.LogPath,
+                )
+                if container.State.running:
+                    self._mark_lost(container, 255, "")
+            elif state.get("status") == "running":
+                if not container.State.running:
+                    container.State = ContainerState(Status=ContainerStatus.RUNNING)
+                container.State.Pid = int(state.get("pid") or 0)
+                self._exited[container.Id] = asyncio.Event()
+                self.save(container)
+            elif container.State.running:
+                code = state.get("exit_code")
+                self._mark_lost(container, 255 if code is None else int(code), state.get("finished_at") or "")
+                if container.HostConfig.AutoRemove:
+                    await self._auto_remove(container)
+
+    def _mark_lost(self, container: Container, exit_code: int, finished_at: str) -> None:
+        container.State.Status = ContainerStatus.EXITED
+        container.State.ExitCode = exit_code
+        container.State.Pid = 0
+        container.State.FinishedAt = finished_at or now_rfc3339()
+        self._unmount_rootfs(container)
+        self.save(container)
+
+
+def _write_json_atomically(path: Path, doc: Any) -> None:
+    import json
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    os.replace(tmp, path)
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except EngineError as exc:
+        log.debug("ignored: %s", exc)

@@ -1,0 +1,206 @@
+"""Docker's JSON shapes for containers: inspect, list (ps) items, and the ps filters."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pyengine.errors import InvalidArgument
+from pyengine.model.base import parse_rfc3339
+from pyengine.model.container import Container, ContainerStatus
+
+
+def human_duration(seconds: float) -> str:
+    """Go's units.HumanDuration, as ``docker ps`` prints it."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def status_text(container: Container, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    state = container.State
+    if state.Status == ContainerStatus.RUNNING:
+        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))}"
+    if state.Status == ContainerStatus.PAUSED:
+        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))} (Paused)"
+    if state.Status == ContainerStatus.RESTARTING:
+        return f"Restarting ({state.ExitCode}) {human_duration(now - parse_rfc3339(state.FinishedAt))} ago"
+    if state.Status == ContainerStatus.EXITED:
+        if parse_rfc3339(state.FinishedAt) == 0:
+            return "Created"
+        return f"Exited ({state.ExitCode}) {human_duration(now - parse_rfc3339(state.FinishedAt))} ago"
+    if state.Status == ContainerStatus.REMOVING:
+        return "Removal In Progress"
+    if state.Status == ContainerStatus.DEAD:
+        return "Dead"
+    return "Created"
+
+
+def inspect_json(container: Container) -> dict[str, Any]:
+    """Docker's ``GET /containers/{id}/json`` (ContainerInspectResponse) shape."""
+    host_config = container.HostConfig.model_dump(mode="json")
+    host_config.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+    return {
+        "Id": container.Id,
+        "Created": container.Created,
+        "Path": container.Path,
+        "Args": container.Args,
+        "State": container.State.docker_json(),
+        "Image": container.Image,
+        "ResolvConfPath": container.ResolvConfPath,
+        "HostnamePath": container.HostnamePath,
+        "HostsPath": container.HostsPath,
+        "LogPath": container.LogPath,
+        "Name": "/" + container.Name,
+        "RestartCount": container.RestartCount,
+        "Driver": container.Driver,
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": host_config,
+        "GraphDriver": {"Name": container.Driver, "Data": None},
+        "Mounts": [],
+        "Config": container.Config.model_dump(mode="json"),
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "HairpinMode": False,
+            "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0,
+            "Ports": {},
+            "SandboxKey": "",
+            "SecondaryIPAddresses": None,
+            "SecondaryIPv6Addresses": None,
+            "EndpointID": "",
+            "Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "IPv6Gateway": "",
+            "MacAddress": "",
+            "Networks": {},
+        },
+    }
+
+
+def summary_json(container: Container, now: float | None = None) -> dict[str, Any]:
+    """Docker's ``GET /containers/json`` item shape."""
+    command = " ".join([container.Path, *container.Args])
+    return {
+        "Id": container.Id,
+        "Names": ["/" + container.Name],
+        "Image": container.ImageName or container.Image,
+        "ImageID": container.Image,
+        "Command": command,
+        "Created": int(parse_rfc3339(container.Created)),
+        "Ports": [],
+        "Labels": container.Config.Labels or {},
+        "State": container.State.Status.value,
+        "Status": status_text(container, now),
+        "HostConfig": {"NetworkMode": container.HostConfig.NetworkMode},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    }
+
+
+def parse_filters(text: str | None) -> dict[str, list[str]]:
+    """Docker's ``filters`` query value: ``{"name":{"x":true}}`` or the old ``{"name":["x"]}``."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid filter: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InvalidArgument("invalid filter: expected an object")
+    out: dict[str, list[str]] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            out[key] = [k for k, on in value.items() if on]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return out
+
+
+CONTAINER_FILTERS = (
+    "id",
+    "name",
+    "status",
+    "label",
+    "exited",
+    "ancestor",
+    "before",
+    "since",
+    "health",
+    "network",
+    "volume",
+    "publish",
+    "expose",
+    "isolation",
+    "is-task",
+)
+
+
+def matches(container: Container, filters: dict[str, list[str]], image_ids: dict[str, str]) -> bool:
+    """Whether a container passes ps filters (OR within one key, AND across keys).
+
+    ``image_ids`` maps image references the user may name to image IDs, for ``ancestor``.
+    """
+    for key, values in filters.items():
+        if key not in CONTAINER_FILTERS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if not values:
+            continue
+        if key == "id" and not any(container.Id.startswith(v) for v in values):
+            return False
+        if key == "name" and not any(v.lstrip("/") in container.Name for v in values):
+            return False
+        if key == "status" and container.State.Status.value not in values:
+            return False
+        if key == "exited":
+            if container.State.Status != ContainerStatus.EXITED:
+                return False
+            if str(container.State.ExitCode) not in values:
+                return False
+        if key == "label":
+            labels = container.Config.Labels or {}
+            for wanted in values:
+                name, sep, value = wanted.partition("=")
+                if name not in labels or (sep and labels[name] != value):
+                    return False
+        if key == "ancestor" and not any(
+            container.ImageName == v
+            or image_ids.get(v) == container.Image
+            or container.Image.startswith(v if v.startswith("sha256:") else "sha256:" + v)
+            for v in values
+        ):
+            return False
+    return True

@@ -1,0 +1,49 @@
+"""The daemon's settings: where state lives, where it listens, which drivers it uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+DEFAULT_DATA_ROOT = Path("/var/lib/pyengine")
+DEFAULT_EXEC_ROOT = Path("/run/pyengine")
+DEFAULT_HOST = "unix:///run/pyengine/pyengine.sock"
+
+
+class DaemonConfig(BaseModel):
+    data_root: Path = DEFAULT_DATA_ROOT
+    exec_root: Path = DEFAULT_EXEC_ROOT
+    hosts: list[str] = Field(default_factory=lambda: [DEFAULT_HOST])
+    storage_driver: str | None = None
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    socket_group: str | None = None
+    debug: bool = False
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_root / "pyengine.db"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.data_root / "storage"
+
+    @property
+    def content_root(self) -> Path:
+        return self.data_root / "content"
+
+    @property
+    def containers_dir(self) -> Path:
+        return self.data_root / "containers"
+
+    @property
+    def supervisor_dir(self) -> Path:
+        return self.exec_root / "supervisor"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.supervisor_dir / "supervisor.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.exec_root / "pyengine.pid"

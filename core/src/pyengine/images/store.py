@@ -1,0 +1,429 @@
+"""The image store: images as OCI config + manifest blobs, their layers in the storage driver, and
+their tags in SQLite.
+
+An image's ID is the sha256 digest of its config blob. Its layers are kept twice on purpose: the layer
+tar as a blob (so push and save need no re-packing) and unpacked in the storage driver under the
+layer's chain ID (so containers start without unpacking). A layer is removed from the driver when no
+image references it any more.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pyengine.drivers.storage import StorageDriver
+from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.hooks import HookCaller
+from pyengine.images import reference
+from pyengine.images.changes import apply_changes
+from pyengine.model.base import now_rfc3339, parse_rfc3339
+from pyengine.model.image import HistoryEntry, ImageConfig, ImageRunConfig, RootFS
+from pyengine.state.blobs import BlobStore, sha256_digest
+from pyengine.state.db import Database, dumps, loads
+
+log = logging.getLogger(__name__)
+
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def chain_ids(diff_ids: list[str]) -> list[str]:
+    """The OCI chain IDs of a layer stack: chain(0)=diff(0), chain(n)=sha256(chain(n-1)+' '+diff(n))."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if not chains:
+            chains.append(diff_id)
+        else:
+            chains.append(sha256_digest(f"{chains[-1]} {diff_id}".encode()))
+    return chains
+
+
+def layer_key(chain_id: str) -> str:
+    """The storage driver's layer_id for a chain ID."""
+    return chain_id.split(":", 1)[1]
+
+
+@dataclass
+class Image:
+    """An image as the store knows it."""
+
+    id: str  # sha256:<hex> of the config
+    config: ImageConfig
+    manifest_digest: str
+    layers: list[dict[str, Any]]  # [{digest, diff_id, size, mediaType}]
+    size: int  # bytes unpacked, all layers
+    tags: list[str]  # normalized references
+
+    @property
+    def top_layer(self) -> str | None:
+        """The driver layer_id containers are created on, or None for an image with no layers."""
+        chains = chain_ids(self.config.rootfs.diff_ids)
+        return layer_key(chains[-1]) if chains else None
+
+    @property
+    def created(self) -> str:
+        return self.config.created or "1970-01-01T00:00:00Z"
+
+    def inspect_json(self, driver_name: str) -> dict[str, Any]:
+        """Docker's ``GET /images/{name}/json`` shape."""
+        run = self.config.config.model_dump(exclude_none=False)
+        return {
+            "Id": self.id,
+            "RepoTags": [reference.familiar(t) for t in self.tags],
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": (self.config.history[-1].comment or "") if self.config.history else "",
+            "Created": self.created,
+            "Container": "",
+            "ContainerConfig": {},
+            "DockerVersion": "",
+            "Author": self.config.author or "",
+            "Config": {
+                "Hostname": "",
+                "Domainname": "",
+                "AttachStdin": False,
+                "AttachStdout": False,
+                "AttachStderr": False,
+                "Tty": False,
+                "OpenStdin": False,
+                "StdinOnce": False,
+                "Image": "",
+                **run,
+            },
+            "Architecture": self.config.architecture,
+            "Os": self.config.os,
+            "Size": self.size,
+            "VirtualSize": self.size,
+            "GraphDriver": {"Name": driver_name, "Data": None},
+            "RootFS": {"Type": "layers", "Layers": list(self.config.rootfs.diff_ids)},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }
+
+    def summary_json(self) -> dict[str, Any]:
+        """Docker's ``GET /images/json`` item shape."""
+        return {
+            "Containers": -1,
+            "Created": int(parse_rfc3339(self.created)),
+            "Id": self.id,
+            "Labels": self.config.config.Labels or {},
+            "ParentId": "",
+            "RepoDigests": [],
+            "RepoTags": [reference.familiar(t) for t in self.tags],
+            "SharedSize": -1,
+            "Size": self.size,
+            "VirtualSize": self.size,
+        }
+
+
+class ImageStore:
+    def __init__(self, db: Database, blobs: BlobStore, driver: StorageDriver, hooks: HookCaller) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.driver = driver
+        self.hooks = hooks
+
+    # ---- lookup -------------------------------------------------------------------------------
+    def _load(self, image_id: str) -> Image:
+        row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        doc = loads(row[0])
+        config = ImageConfig.model_validate_json(self.blobs.read(image_id))
+        tags = [
+            r[0] for r in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", (image_id,))
+        ]
+        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags)
+
+    def resolve(self, name: str) -> Image:
+        """Find an image by reference, full ID or unique ID prefix; 404 ``No such image: NAME``."""
+        shown = name
+        if name.startswith("sha256:"):
+            candidates = self._ids_with_prefix(name)
+        else:
+            try:
+                ref = reference.parse(name)
+            except InvalidArgument:
+                ref = None
+            if ref is not None:
+                row = self.db.query_one("SELECT image_id FROM tags WHERE ref=?", (ref.normalized(),))
+                if row:
+                    return self._load(row[0])
+                if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
+                    shown = ref.familiar()
+            candidates = self._ids_with_prefix("sha256:" + name) if _is_hex(name) else []
+        if len(candidates) == 1:
+            return self._load(candidates[0])
+        raise NotFound(f"No such image: {shown}")
+
+    def _ids_with_prefix(self, prefix: str) -> list[str]:
+        if len(prefix) < len("sha256:") + 1:
+            return []
+        rows = self.db.query("SELECT id FROM images WHERE id >= ? AND id < ?", (prefix, prefix + "g"))
+        return [r[0] for r in rows]
+
+    def list(self) -> list[Image]:
+        return [self._load(r[0]) for r in self.db.query("SELECT id FROM images")]
+
+    def count(self) -> int:
+        return self.db.query_one("SELECT count(*) FROM images")[0]
+
+    # ---- import -------------------------------------------------------------------------------
+    def import_tarball(
+        self,
+        stream: BinaryIO,
+        *,
+        repo: str = "",
+        tag: str = "",
+        changes: Iterable[str] = (),
+        message: str = "",
+        source: str = "-",
+    ) -> Image:
+        """Make a one-layer image from a root file system tarball (plain or gzip).
+
+        The tarball is spooled to a temporary file while its digest is computed, unpacked into a new
+        layer, and only then recorded: a corrupt or truncated tarball leaves nothing stored.
+        """
+        target_ref = reference.parse(f"{repo}:{tag}" if tag else repo) if repo else None
+        run_config = apply_changes(ImageRunConfig(), list(changes))
+        with tempfile.TemporaryFile(dir=self.blobs.root) as spool:
+            diff_id = _spool_uncompressed(stream, spool)
+            spool.seek(0)
+            size = self._ensure_layer(diff_id, None, spool)
+            spool.seek(0)
+            layer_digest = self.blobs.put_file(spool, expected=diff_id)
+        created = now_rfc3339()
+        config = ImageConfig(
+            created=created,
+            config=run_config,
+            rootfs=RootFS(diff_ids=[diff_id]),
+            history=[
+                HistoryEntry(created=created, created_by="", comment=message or f"Imported from {source}")
+            ],
+        )
+        layers = [
+            {
+                "digest": layer_digest,
+                "diff_id": diff_id,
+                "size": self.blobs.size(layer_digest),
+                "mediaType": MEDIA_LAYER_TAR,
+            }
+        ]
+        return self.add_image(config, layers, size, [target_ref.normalized()] if target_ref else [])
+
+    def _ensure_layer(self, diff_id: str, parent_chain: str | None, tar: BinaryIO) -> int:
+        """Unpack a layer into the driver unless it is there already; return its unpacked size."""
+        chain = chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        key = layer_key(chain)
+        if self.driver.exists(key):
+            return 0
+        self.driver.create(key, layer_key(parent_chain) if parent_chain else None)
+        try:
+            return self.driver.apply_diff(key, tar)
+        except BaseException as exc:
+            self._remove_layer_quietly(key)
+            if isinstance(exc, EngineError):
+                raise
+            if isinstance(exc, (OSError, EOFError, ValueError)) or type(exc).__module__ == "tarfile":
+                raise InvalidArgument(f"invalid tar archive: {exc}") from exc
+            raise
+
+    def _remove_layer_quietly(self, key: str) -> None:
+        try:
+            self.driver.remove(key)
+        except EngineError:
+            log.warning("could not remove layer %s after a failed import", key, exc_info=True)
+
+    def add_image(
+        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str]
+    ) -> Image:
+        """Record an image whose layers are already in the driver and in the blob store."""
+        config_bytes = config.model_dump_json(exclude_none=True).encode()
+        image_id = self.blobs.put(config_bytes)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": image_id, "size": len(config_bytes)},
+            "layers": [
+                {"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers
+            ],
+        }
+        manifest_digest = self.blobs.put(json.dumps(manifest, separators=(",", ":")).encode())
+        total = size or self._stack_size(layers)
+        doc = {"manifest": manifest_digest, "layers": layers, "size": total}
+        with self.db.transaction() as cur:
+            cur.execute("INSERT OR IGNORE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
+            for ref in tags:
+                cur.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?, ?)", (ref, image_id))
+        image = self._load(image_id)
+        self.hooks.call("pyengine_image_post_add", image=image)
+        return image
+
+    def _stack_size(self, layers: list[dict[str, Any]]) -> int:
+        return sum(x.get("size", 0) for x in layers)
+
+    # ---- tags and removal ---------------------------------------------------------------------
+    def tag(self, source: str, repo: str, tag: str = "") -> str:
+        image = self.resolve(source)
+        ref = reference.parse(f"{repo}:{tag}" if tag else repo)
+        if ref.digest:
+            raise InvalidArgument("refusing to create a tag with a digest reference")
+        with self.db.transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?, ?)", (ref.normalized(), image.id)
+            )
+        self.hooks.call("pyengine_image_post_tag", image=image, reference=ref.familiar())
+        return ref.familiar()
+
+    def remove(self, name: str, *, force: bool, users: dict[str, list[str]]) -> list[dict[str, str]]:
+        """``docker rmi``: untag, and delete the image when no tag and no container is left.
+
+        ``users`` maps image IDs to the IDs of containers made from them (running or not).
+        Returns Docker's list of ``{"Untagged": ref}`` and ``{"Deleted": id}`` items.
+        """
+        image = self.resolve(name)
+        by_reference = self._named_by_reference(name, image)
+        containers = users.get(image.id, [])
+        report: list[dict[str, str]] = []
+        if by_reference:
+            ref = reference.parse(name).normalized()
+            if len(image.tags) == 1 and containers and not force:
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{name}" (must force) - container '
+                    f"{containers[0][:12]} is using its referenced image {image.id[7:19]}"
+                )
+            self._untag(ref)
+            report.append({"Untagged": reference.familiar(ref)})
+            if len(image.tags) > 1 or containers:
+                return report
+        else:
+            if len(image.tags) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {image.id[7:19]} (must be forced) - image is referenced "
+                    "in multiple repositories"
+                )
+            if containers:
+                raise Conflict(
+                    f"conflict: unable to delete {image.id[7:19]} (cannot be forced) - image is being used "
+                    f"by running container {containers[0][:12]}"
+                    if not force
+                    else f"conflict: unable to delete {image.id[7:19]} (must be forced) - image is being "
+                    f"used by stopped container {containers[0][:12]}"
+                )
+            for ref in image.tags:
+                self._untag(ref)
+                report.append({"Untagged": reference.familiar(ref)})
+        self._delete_image(image)
+        report.append({"Deleted": image.id})
+        return report
+
+    def _named_by_reference(self, name: str, image: Image) -> bool:
+        try:
+            ref = reference.parse(name)
+        except InvalidArgument:
+            return False
+        return ref.normalized() in image.tags
+
+    def _untag(self, ref: str) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM tags WHERE ref=?", (ref,))
+
+    def _delete_image(self, image: Image) -> None:
+        with self.db.transaction() as cur:
+            cur.execute("DELETE FROM tags WHERE image_id=?", (image.id,))
+            cur.execute("DELETE FROM images WHERE id=?", (image.id,))
+        still_used = set()
+        for other in self.list():
+            still_used.update(chain_ids(other.config.rootfs.diff_ids))
+            still_used.update(x["digest"] for x in other.layers)
+            still_used.add(other.manifest_digest)
+        for chain in reversed(chain_ids(image.config.rootfs.diff_ids)):
+            if chain not in still_used:
+                self._remove_layer_quietly(layer_key(chain))
+        for layer in image.layers:
+            if layer["digest"] not in still_used:
+                self.blobs.delete(layer["digest"])
+        if image.manifest_digest not in still_used:
+            self.blobs.delete(image.manifest_digest)
+        self.blobs.delete(image.id)
+        self.hooks.call("pyengine_image_post_remove", image=image)
+
+    # ---- history ------------------------------------------------------------------------------
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Docker's ``GET /images/{name}/history``: newest first."""
+        image = self.resolve(name)
+        layers = iter(image.layers)
+        items = []
+        for entry in image.config.history:
+            layer = None if entry.empty_layer else next(layers, None)
+            items.append(
+                {
+                    "Id": "<missing>",
+                    "Created": int(parse_rfc3339(entry.created or "")),
+                    "CreatedBy": entry.created_by or "",
+                    "Tags": None,
+                    "Size": layer["size"] if layer else 0,
+                    "Comment": entry.comment or "",
+                }
+            )
+        items.reverse()
+        if items:
+            items[0]["Id"] = image.id
+            items[0]["Tags"] = [reference.familiar(t) for t in image.tags]
+        return items
+
+
+def _is_hex(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
+
+
+def _spool_uncompressed(stream: BinaryIO, spool: BinaryIO) -> str:
+    """Copy a (maybe gzip-compressed) tar stream uncompressed into ``spool``; return its digest.
+
+    Raises InvalidArgument for a truncated gzip stream or something that is no tar at all.
+    """
+    head = stream.read(2)
+    source: BinaryIO = stream
+    if head == b"\x1f\x8b":
+        source = gzip.GzipFile(fileobj=_Prepend(head, stream))
+        head = b""
+    hasher = hashlib.sha256(head)
+    spool.write(head)
+    total = len(head)
+    try:
+        while chunk := source.read(1 << 20):
+            hasher.update(chunk)
+            spool.write(chunk)
+            total += len(chunk)
+    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise InvalidArgument(f"invalid tar archive: {exc}") from exc
+    if total < 512:
+        raise InvalidArgument("invalid tar archive: too short to be a tar file")
+    spool.flush()
+    os.fsync(spool.fileno())
+    return "sha256:" + hasher.hexdigest()
+
+
+class _Prepend:
+    """A read-only stream of ``head`` followed by the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size < 0:
+                data, self._head = self._head + self._stream.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._stream.read(size)
