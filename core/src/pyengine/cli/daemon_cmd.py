@@ -27,7 +27,7 @@ import click
 @click.option("--storage-opt", multiple=True, help="Storage driver option KEY=VALUE")
 @click.option("-G", "--group", default=None, help="Group owning the API socket")
 @click.option("-D", "--debug", is_flag=True, help="Debug logging")
-def daemon_command(
+def daemon(
     data_root: Path,
     exec_root: Path,
     hosts: tuple[str, ...],

@@ -474,7 +474,7 @@ class ContainerService:
         supervisor recorded when it has one; containers the supervisor does not know (it was
         restarted, or the host rebooted) are registered again so that they can be started.
         """
-        known = {item["id"]: item for item in (await self.supervisor.list()).get("containers", [])}
+        known = {item["id"]: item for item in await self.supervisor.list()}
         for container in self.index.all():
             state = known.get(container.Id)
             if state is None:

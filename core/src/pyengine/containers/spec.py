@@ -96,7 +96,6 @@ def runtime_spec(
             "inheritable": [],
             "ambient": [],
         },
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
         "noNewPrivileges": False,
     }
     if tty and console_size and all(console_size):

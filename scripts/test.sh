@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Run pyengine's tests on the real kernel (as root): installs what they need, then pytest.
+# Extra arguments go to pytest, e.g. `scripts/test.sh -k tty -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+need_packages=()
+busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
+command -v docker >/dev/null || need_packages+=(docker.io)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
+if ((${#need_packages[@]})); then
+    apt-get update -qq
+    apt-get install -y -qq "${need_packages[@]}" >/dev/null
+fi
+
+venv=${PYENGINE_TEST_VENV:-.venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_vfs \
+    pytest pytest-timeout docker
+exec "$venv/bin/python" -m pytest "$@"
