@@ -16,6 +16,7 @@ Without a bridge, containers need ``--network none`` (the default network "bridg
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -183,10 +184,10 @@ def teardown_dockerd(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    leftovers = processes_of(daemon.base_dir)
+    leftovers = hostcleanup.processes_referencing([daemon.base_dir])
     survivors = hostcleanup.stop_processes(leftovers, term_timeout=0.0)
-    remove_shim_sockets(leftovers)
     problems += [f"process {p.pid} ({' '.join(p.cmdline)[:80]}) survived SIGKILL" for p in survivors]
+    remove_shim_sockets(daemon)
     left_mounts = hostcleanup.unmount_under([daemon.base_dir])
     problems += [f"mount {m} could not be unmounted" for m in left_mounts]
     problems += [f"cgroup {c} could not be removed" for c in hostcleanup.remove_cgroup(daemon.cgroup_parent)]
@@ -199,38 +200,24 @@ def teardown_dockerd(
         raise RuntimeError("private dockerd teardown incomplete: " + "; ".join(problems))
 
 
-def processes_of(base_dir: str) -> list[hostcleanup.ProcessInfo]:
-    """Processes whose command line names base_dir (dockerd, its containerd, the shims, which pass
-    containerd's socket address), with all their descendants (the containers), deepest first."""
-    table = hostcleanup.process_table()
-    prefix = os.path.realpath(base_dir)
-    roots = [
-        info
-        for info in table.values()
-        if info.pid != os.getpid()
-        and any(prefix + "/" in arg or arg.endswith(prefix) for arg in info.cmdline)
-    ]
-    below = hostcleanup.descendants([info.pid for info in roots], table)
-    seen = {info.pid for info in below}
-    return below + [info for info in roots if info.pid not in seen]
-
-
-def remove_shim_sockets(processes: list[hostcleanup.ProcessInfo]) -> None:
-    """Remove the sockets of killed containerd shims.
+def remove_shim_sockets(daemon: DockerDaemon) -> None:
+    """Remove the sockets that killed containerd shims leave outside our directory.
 
     A runc v2 shim listens on /run/containerd/s/<sha256 of "<containerd address>/<namespace>/<id>">
-    (outside our directory) and removes it only when it exits cleanly.
+    and removes it only when it exits cleanly. The tasks containerd knew are the directories of its
+    state dir, so the names can be worked out after every process is gone.
     """
-    for info in processes:
-        args = dict(zip(info.cmdline[1::2], info.cmdline[2::2], strict=False))
-        if not {"-address", "-namespace", "-id"} <= args.keys():
-            continue
-        name = os.path.join(args["-address"], args["-namespace"], args["-id"])
-        digest = hashlib.sha256(name.encode()).hexdigest()
+    address = os.path.join(daemon.exec_root, "containerd", "containerd.sock")
+    state = os.path.join(daemon.exec_root, "containerd", "daemon", "io.containerd.runtime.v2.task")
+    for namespace in (daemon.containerd_namespace, f"{daemon.containerd_namespace}-plugins"):
         try:
-            os.unlink(os.path.join(SHIM_SOCKET_DIR, digest))
+            task_ids = os.listdir(os.path.join(state, namespace))
         except FileNotFoundError:
-            pass
+            continue
+        for task_id in task_ids:
+            digest = hashlib.sha256(os.path.join(address, namespace, task_id).encode()).hexdigest()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(SHIM_SOCKET_DIR, digest))
 
 
 def make_busybox_rootfs(dest: str | os.PathLike) -> Path:

@@ -47,6 +47,13 @@ def read_process(pid: int) -> ProcessInfo | None:
     )
 
 
+def start_time_seconds(info: ProcessInfo) -> float:
+    """When the process started, in seconds since the epoch (to about a second: btime is whole)."""
+    with open("/proc/stat") as f:
+        boot_time = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    return boot_time + info.start_time / os.sysconf("SC_CLK_TCK")
+
+
 def process_table() -> dict[int, ProcessInfo]:
     table = {}
     for entry in os.listdir("/proc"):
@@ -63,20 +70,76 @@ def descendants(roots: Iterable[int], table: dict[int, ProcessInfo] | None = Non
     children: dict[int, list[int]] = {}
     for info in table.values():
         children.setdefault(info.ppid, []).append(info.pid)
-    found: list[ProcessInfo] = []
-    frontier = [pid for pid in roots]
-    seen = set(frontier)
+    roots = set(roots)
+    found: dict[int, ProcessInfo] = {}
+    frontier = list(roots)
     while frontier:
-        next_frontier = []
-        for pid in frontier:
-            for child in children.get(pid, ()):
-                if child not in seen:
-                    seen.add(child)
-                    found.append(table[child])
-                    next_frontier.append(child)
-        frontier = next_frontier
-    found.reverse()
-    return found
+        pid = frontier.pop()
+        for child in children.get(pid, ()):
+            if child not in found and child not in roots:
+                found[child] = table[child]
+                frontier.append(child)
+    return deepest_first(found.values(), table)
+
+
+def deepest_first(processes: Iterable[ProcessInfo], table: dict[int, ProcessInfo]) -> list[ProcessInfo]:
+    """Order processes so that children come before their parents (to kill containers first)."""
+
+    def depth(info: ProcessInfo) -> int:
+        level, pid = 0, info.pid
+        while pid in table and table[pid].ppid > 0 and level < 1000:
+            pid, level = table[pid].ppid, level + 1
+        return level
+
+    return sorted(processes, key=depth, reverse=True)
+
+
+def processes_referencing(roots: Iterable[str | os.PathLike]) -> list[ProcessInfo]:
+    """Processes tied to a directory tree, with all their descendants, deepest first.
+
+    A process is tied to it when its command line names a path at or below one of roots (a daemon,
+    its helpers, containerd shims), or when it lives in another mount namespace whose root mount
+    names such a path (a container whose root file system comes from there, even one whose
+    supervisor died and left it to init). Init, this process and its ancestors are never included.
+    """
+    prefixes = [os.path.realpath(root).rstrip("/") for root in roots]
+
+    def names_a_root(text: str) -> bool:
+        return any(
+            p + "/" in text or text.endswith(p) or p + " " in text or p + "," in text for p in prefixes
+        )
+
+    own_mount_ns = os.stat("/proc/self/ns/mnt").st_ino
+    table = process_table()
+    protected = {1, os.getpid()}  # never this process, init or this process's ancestors
+    pid = os.getpid()
+    while pid in table and table[pid].ppid not in protected and table[pid].ppid > 0:
+        pid = table[pid].ppid
+        protected.add(pid)
+    tied = []
+    for info in table.values():
+        if info.pid in protected:
+            continue
+        if any(names_a_root(arg) for arg in info.cmdline):
+            tied.append(info)
+            continue
+        try:
+            if os.stat(f"/proc/{info.pid}/ns/mnt").st_ino == own_mount_ns:
+                continue  # it sees our mounts, which name the roots; that ties it to nothing
+            with open(f"/proc/{info.pid}/mountinfo") as f:
+                root_mounts = [line for line in f if line.split()[4] == "/"]
+            # Only its own root counts: a host process in another namespace may see our mounts
+            # through propagation, but its root is not ours. After pivot_root the root is a mount
+            # that names where it came from; after a plain chroot, /proc/<pid>/root names it.
+            if any(names_a_root(line) for line in root_mounts) or names_a_root(
+                os.readlink(f"/proc/{info.pid}/root")
+            ):
+                tied.append(info)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    tied_pids = {info.pid for info in tied}
+    below = [info for info in descendants(tied_pids, table) if info.pid not in tied_pids]
+    return deepest_first(below + tied, table)
 
 
 def read_pid_file(path: str | os.PathLike) -> int | None:
