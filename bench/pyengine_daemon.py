@@ -110,14 +110,20 @@ def pyengine_daemon(
     try:
         with open(daemon.log_path, "ab") as log:
             # Its own session: a Ctrl-C meant for us must not reach it before teardown runs.
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env={**os.environ, **(env or {})},
-            )
+            try:
+                process = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    env={**os.environ, **(env or {})},
+                )
+            except FileNotFoundError as exc:
+                raise DaemonStartError(
+                    f"cannot start the pyengine daemon: {command[0]!r} not found"
+                    ' (give the command, e.g. --pyengine "python -m pyengine")'
+                ) from exc
         daemon = replace(daemon, pid=process.pid)
         wait_for_ping(daemon.socket, process, start_timeout, daemon.log_path)
         yield daemon
