@@ -23,7 +23,16 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import engine_api
-from bench.sides import DOCKER, Side, add_side_options, print_table, seconds, started_sides, times_x
+from bench.sides import (
+    DOCKER,
+    Side,
+    add_side_options,
+    exit_cleanly_on_sigterm,
+    print_table,
+    seconds,
+    started_sides,
+    times_x,
+)
 
 POLL_INTERVAL = 0.05
 
@@ -118,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also save the results to this file")
     add_side_options(parser)
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     results: dict[str, dict] = {}
     try:
         with started_sides(args) as (sides, facts):

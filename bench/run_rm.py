@@ -27,6 +27,7 @@ from bench.sides import (
     PYENGINE,
     Side,
     add_side_options,
+    exit_cleanly_on_sigterm,
     print_table,
     ratio,
     seconds,
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also save the results (with every time) to this file")
     add_side_options(parser)
     args = parser.parse_args(argv)
+    exit_cleanly_on_sigterm()
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
     try:

@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -71,6 +72,11 @@ def add_side_options(parser: argparse.ArgumentParser) -> None:
         default=",".join(ALL_SIDES),
         help=f"comma-separated subset of {','.join(ALL_SIDES)} (default: all)",
     )
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so the daemons' teardown runs as it does on Ctrl-C."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _network_args(mode: str | None) -> tuple[str, ...]:
