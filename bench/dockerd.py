@@ -17,6 +17,7 @@ Without a bridge, containers need ``--network none`` (the default network "bridg
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -143,8 +144,6 @@ def private_dockerd(
         f"--containerd-namespace={daemon.containerd_namespace}",
         f"--containerd-plugins-namespace={daemon.containerd_namespace}-plugins",
         f"--cgroup-parent={daemon.cgroup_parent}",
-        # sleep as PID 1 ignores SIGTERM; do not wait the default 15 s per container on shutdown.
-        "--shutdown-timeout=2",
         *NO_NETWORK_SIDE_EFFECTS,
         *extra_args,
     ]
@@ -155,7 +154,7 @@ def private_dockerd(
             process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
-        daemon = DockerDaemon(**{**daemon.__dict__, "pid": process.pid})
+        daemon = dataclasses.replace(daemon, pid=process.pid)
         wait_for_ping(daemon.socket, process, start_timeout, daemon.log_path)
         yield daemon
     finally:
