@@ -1,5 +1,5 @@
-"""Side-by-side benchmarks of pyengine against Docker, and the daemon harnesses they use.
+"""Side-by-side benchmarks of pyengine against Docker (see README.md).
 
-The harnesses (:mod:`bench.dockerd`, :mod:`bench.pyengine_daemon`) are importable from tests too:
-with the repository root on ``sys.path``, ``from bench.dockerd import private_dockerd``.
+The daemon harnesses they use live in :mod:`pyengine.testing` (``daemon``, ``dockerd``), shared with
+the tests.
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import engine_api
+from pyengine.testing import engine_api
 from bench.sides import (
     DOCKER,
     DOCKER_CLI_ON_PYENGINE,

@@ -22,7 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from bench import dockerd, engine_api, pyengine_daemon
+from pyengine.testing import daemon as pyengine_daemon
+from pyengine.testing import dockerd, engine_api
 
 PYENGINE = "pyengine"
 DOCKER_CLI_ON_PYENGINE = "docker-cli-on-pyengine"

@@ -2,7 +2,7 @@
 
 docker_as_pyengine.py daemon --data-root D --exec-root E -H unix://SOCK [--storage-driver X]
     becomes dockerd with those roots (no network side effects, its own containerd namespace,
-    like bench.dockerd's; the default cgroup parent, whose per-container cgroups go with them);
+    like pyengine.testing.dockerd's; the default cgroup parent, whose per-container cgroups go with them);
 docker_as_pyengine.py <anything else>
     becomes the docker CLI with the same arguments.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.dockerd import DOCKERD, NO_NETWORK_SIDE_EFFECTS  # noqa: E402
+from pyengine.testing.dockerd import DOCKERD, NO_NETWORK_SIDE_EFFECTS  # noqa: E402
 
 
 def main() -> None:

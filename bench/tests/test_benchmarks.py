@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import dockerd, parallel_run, run_rm
+from bench import parallel_run, run_rm
+from pyengine.testing import dockerd
 
 DOCKER_AS_PYENGINE = f"{sys.executable} {Path(__file__).with_name('docker_as_pyengine.py')}"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import hostcleanup
-from bench.pyengine_daemon import DaemonStartError, pyengine_daemon
+from pyengine.testing import hostcleanup
+from pyengine.testing.daemon import DaemonStartError, pyengine_daemon
 
 BUSYBOX_SLEEP = ("/bin/busybox", "sleep", "1000")
 FAKE = (sys.executable, str(Path(__file__).with_name("fake_pyengine.py")))

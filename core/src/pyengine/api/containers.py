@@ -139,7 +139,11 @@ async def attach(request: web.Request) -> web.StreamResponse:
     tty = container.Config.Tty
     # Subscribe before answering so that not a byte of output is lost to this client.
     reader, writer = await eng.supervisor.attach(
-        container.Id, stdin=want_stdin and container.Config.OpenStdin, stdout=want_stdout, stderr=want_stderr
+        container.Id,
+        stdin=want_stdin and container.Config.OpenStdin,
+        stdout=want_stdout,
+        stderr=want_stderr,
+        wait_start=not container.State.running,  # `docker start -a` attaches before it starts
     )
     response, client = await hijack(request, multiplexed=False)
     eng.hooks.call("pyengine_container_post_event", container=container, action="attach", attributes={})

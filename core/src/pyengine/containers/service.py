@@ -453,7 +453,7 @@ class ContainerService:
         self.hooks.call("pyengine_container_pre_remove", container=container, force=force)
         async with self._locks[container.Id]:
             if self.index.by_id(container.Id) is None:
-                raise NotFound(f"No such container: {container.Id}")
+                return  # removed meanwhile (auto-remove after the kill above)
             if container.State.Status != ContainerStatus.REMOVING:
                 container.State.Status = ContainerStatus.REMOVING
             await _quietly(self.supervisor.delete(id=container.Id))

@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from bench import engine_api, hostcleanup
-from bench.dockerd import DaemonStartError, wait_for_ping
+from pyengine.testing import engine_api, hostcleanup
+from pyengine.testing.dockerd import DaemonStartError, wait_for_ping
 
 __all__ = [
     "DaemonStartError",

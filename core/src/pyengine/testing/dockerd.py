@@ -32,11 +32,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import engine_api, hostcleanup
+from pyengine.testing import engine_api, hostcleanup
 
 DOCKERD = "/usr/sbin/dockerd"
 SHIM_SOCKET_DIR = "/run/containerd/s"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# core/src/pyengine/testing/ -> the repository root (a source checkout; editable installs keep it).
+REPO_ROOT = Path(__file__).resolve().parents[4]
 MAKE_ROOTFS_SCRIPT = REPO_ROOT / "scripts" / "make-busybox-rootfs.sh"
 
 # Flags that keep dockerd off the host's network configuration.
