@@ -10,6 +10,7 @@ container's PATH and exec'd. Each step names itself, so a failure reads
 from __future__ import annotations
 
 import array
+import errno
 import fcntl
 import json
 import os
@@ -162,7 +163,7 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket) -> None:
             cwd_fd = open_beneath(root_fd, resolve(root_fd, cwd, create="dir"))
             try:
                 if not stat.S_ISDIR(os.fstat(cwd_fd).st_mode):
-                    raise NotADirectoryError(20, "not a directory")
+                    raise NotADirectoryError(errno.ENOTDIR, "not a directory")
             finally:
                 os.close(cwd_fd)
     finally:

@@ -13,6 +13,7 @@ Callers then act on the result through ``/proc/self/fd/N`` (mount) or ``dir_fd=`
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -57,7 +58,7 @@ def resolve(root_fd: int, path: str, *, create: str | None = None, mode: int = 0
                         resolved.append(part)
                         return "/".join(resolved)
                     raise FileNotFoundError(
-                        2, f"{'/' + '/'.join([*resolved, part])}: no such file or directory"
+                        errno.ENOENT, f"{'/' + '/'.join([*resolved, part])}: no such file or directory"
                     ) from None
                 if create == "file" and is_last:
                     fd = os.open(
@@ -74,14 +75,16 @@ def resolve(root_fd: int, path: str, *, create: str | None = None, mode: int = 0
             if stat.S_ISLNK(info.st_mode):
                 links_followed += 1
                 if links_followed > _MAX_SYMLINKS:
-                    raise OSError(40, f"/{'/'.join(resolved)}/{part}: too many levels of symbolic links")
+                    raise OSError(
+                        errno.ELOOP, f"/{'/'.join(resolved)}/{part}: too many levels of symbolic links"
+                    )
                 target = os.readlink(part, dir_fd=parent_fd)
                 if target.startswith("/"):
                     resolved = []
                 pending.extend(reversed([p for p in target.split("/") if p not in ("", ".")]))
                 continue
             if not stat.S_ISDIR(info.st_mode) and not is_last:
-                raise NotADirectoryError(20, f"/{'/'.join([*resolved, part])}: not a directory")
+                raise NotADirectoryError(errno.ENOTDIR, f"/{'/'.join([*resolved, part])}: not a directory")
             resolved.append(part)
         finally:
             os.close(parent_fd)
@@ -99,8 +102,10 @@ def read_file_in_root(rootfs: str | os.PathLike, path: str) -> bytes | None:
     try:
         try:
             fd = open_in_root(root_fd, path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                return None
+            raise
         with open(fd, "rb") as file:
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 return None
