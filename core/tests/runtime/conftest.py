@@ -57,14 +57,14 @@ def _read_all(fds: dict[int, str]) -> dict[str, bytes]:
     return output
 
 
-def _subreaper_main(bundle: Path, stdin_data: bytes, kill_with: int | None) -> dict:
+def _subreaper_main(bundle: Path, stdin_data: bytes, kill_with: int | None, timeout: float) -> dict:
     sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     began = time.perf_counter()
     try:
-        started = start_container(bundle, stdin=in_r, stdout=out_w, stderr=err_w)
+        started = start_container(bundle, stdin=in_r, stdout=out_w, stderr=err_w, timeout=timeout)
     except StartFailed as exc:
         result = {"error": str(exc), "stdout": "", "stderr": "", "status": None}
     else:
@@ -99,7 +99,9 @@ def _subreaper_main(bundle: Path, stdin_data: bytes, kill_with: int | None) -> d
     return result
 
 
-def run_container(bundle: Path, stdin_data: bytes = b"", kill_with: int | None = None) -> ContainerRun:
+def run_container(
+    bundle: Path, stdin_data: bytes = b"", kill_with: int | None = None, timeout: float = 60.0
+) -> ContainerRun:
     """Start the bundle's container from a subreaper child and wait for it to exit.
 
     ``kill_with``: a signal the subreaper sends to the container's PID 1 right after the start.
@@ -110,7 +112,7 @@ def run_container(bundle: Path, stdin_data: bytes = b"", kill_with: int | None =
         try:
             os.close(report_r)
             try:
-                result = _subreaper_main(bundle, stdin_data, kill_with)
+                result = _subreaper_main(bundle, stdin_data, kill_with, timeout)
             except BaseException as exc:  # report, never return into pytest in the child
                 result = {"crash": f"{type(exc).__name__}: {exc}"}
             os.write(report_w, json.dumps(result).encode())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import pytest
 from conftest import run_container, write
 
 
@@ -235,3 +236,40 @@ def test_namespace_path_is_joined(bundle):
     spec.pop("hostname")
     run = run_container(write(bundle_dir, spec))
     assert run.stdout.splitlines() == [os.readlink(our_uts), os.uname().nodename]
+
+
+def test_setup_that_hangs_is_killed_after_the_timeout(bundle, tmp_path):
+    # Opening a FIFO as a namespace path blocks until a writer comes: a stand-in for any hang.
+    fifo = tmp_path / "not-a-namespace"
+    os.mkfifo(fifo)
+    bundle_dir, spec = bundle(["true"])
+    spec["linux"]["namespaces"].append({"type": "ipc", "path": str(fifo)})
+    spec["linux"]["namespaces"].remove({"type": "ipc"})
+    run = run_container(write(bundle_dir, spec), timeout=0.5)
+    assert run.error == "container setup did not finish within 0.5 seconds"
+    assert not run.leftover_children
+
+
+def test_sysctls_and_extra_devices(bundle):
+    bundle_dir, spec = bundle(
+        ["sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; ls -l /dev/fuse"]
+    )
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_unprivileged_port_start": "0"}
+    spec["linux"]["devices"] = [
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o640, "uid": 0, "gid": 5}
+    ]
+    run = run_container(write(bundle_dir, spec))
+    lines = run.stdout.splitlines()
+    assert lines[0] == "0"
+    assert (
+        lines[1].startswith("crw-r-----") and lines[1].split()[4:6] == ["10,", "229"] and " tty " in lines[1]
+    )
+
+
+def test_caller_must_be_a_subreaper(bundle):
+    from pyengine.errors import StartFailed
+    from pyengine.runtime import start_container
+
+    bundle_dir, spec = bundle(["true"])
+    with pytest.raises(StartFailed, match="subreaper"):
+        start_container(write(bundle_dir, spec), stdin=None, stdout=None, stderr=None)

@@ -95,6 +95,16 @@ def start_container(
     They are ignored when process.terminal is true (the pty slave is used for all three).
     The init is killed if setup has not finished after ``timeout`` seconds.
     """
+    if os.getpid() != 1 and not sc.is_child_subreaper():
+        # The init is our grandchild: without this, it would be adopted by the host's init and
+        # nobody could wait for the container.
+        raise StartFailed("start_container needs a caller that is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+    for name, fd in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr)):
+        if fd is not None:
+            try:
+                os.fstat(fd)
+            except OSError:
+                raise StartFailed(f"{name} descriptor {fd} is not open") from None
     spec, rootfs = _load_bundle(os.fspath(bundle))
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Block every signal across fork so that no handler of the caller's ever runs in a child;
@@ -206,6 +216,11 @@ def _collect(channel: socket.socket, intermediate: int, timeout: float) -> Start
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not poller.poll(remaining * 1000):
             error = error or f"container setup did not finish within {timeout:g} seconds"
+            # The intermediate is our unreaped child, so its pid cannot have been reused.
+            try:
+                os.kill(intermediate, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             break
         data, ancillary, _, _ = channel.recvmsg(65536, socket.CMSG_SPACE(4 * 4))
         received_fds = _fds_from(ancillary)
@@ -225,11 +240,10 @@ def _collect(channel: socket.socket, intermediate: int, timeout: float) -> Start
             os.close(fd)
     status = _reap(intermediate)
     if error is None and not exec_started:
-        error = (
-            "container init exited before exec"
-            if status == 0
-            else (f"container setup process failed (wait status {status})")
-        )
+        if status == 0:
+            error = "container init exited before exec"
+        else:
+            error = f"container setup process failed (wait status {status})"
     if error is not None:
         if init_pid is not None:
             try:

@@ -69,6 +69,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -132,6 +133,18 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+def is_child_subreaper() -> bool:
+    """Whether this process adopts its orphaned descendants (PR_SET_CHILD_SUBREAPER)."""
+    flag = ctypes.c_int(0)
+    _check(
+        _libc.prctl(
+            PR_GET_CHILD_SUBREAPER, ctypes.cast(ctypes.byref(flag), ctypes.c_void_p).value or 0, 0, 0, 0
+        ),
+        "prctl(PR_GET_CHILD_SUBREAPER)",
+    )
+    return bool(flag.value)
 
 
 def close_range_cloexec(first: int) -> None:
