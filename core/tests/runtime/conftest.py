@@ -127,7 +127,9 @@ def run_container(
     result = json.loads(b"".join(chunks))
     if "crash" in result:
         raise AssertionError(f"the subreaper child crashed: {result['crash']}")
-    return ContainerRun(**result)
+    run = ContainerRun(**result)
+    assert not run.leftover_children, "a process of the container outlived it (or was never reaped)"
+    return run
 
 
 @pytest.fixture

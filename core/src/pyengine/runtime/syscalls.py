@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -17,7 +16,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # generic numbers on every architecture; pivot_root does not.
 _SYS_CLOSE_RANGE = 436
 _SYS_OPENAT2 = 437
-_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(platform.machine(), 155)
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41}.get(os.uname().machine, 155)
 
 # unshare(2) / setns(2) flags
 CLONE_NEWNS = 0x00020000
