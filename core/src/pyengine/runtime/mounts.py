@@ -188,11 +188,9 @@ def _make_device(
     try:
         file_type = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
         try:
-            os.unlink(name, dir_fd=parent_fd)
-        except FileNotFoundError:
-            pass
-        try:
             os.mknod(name, file_type | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent_fd)
+        except FileExistsError:
+            return  # a mount in the spec (or the image's own /dev) already provides it
         except PermissionError:
             # mknod is refused (e.g. a user namespace): bind the host's node over an empty file.
             os.close(

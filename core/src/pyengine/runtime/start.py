@@ -114,9 +114,12 @@ def start_container(
         intermediate = os.fork()
         if intermediate == 0:
             _run_intermediate(spec, rootfs, child_end, (stdin, stdout, stderr))
+    except OSError as exc:
+        parent_end.close()
+        raise StartFailed(f"cannot fork the container's setup process: {sc.error_text(exc.errno)}") from exc
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    child_end.close()
+        child_end.close()
     try:
         return _collect(parent_end, intermediate, timeout)
     finally:
@@ -168,7 +171,9 @@ def _setup_stdio_and_close_fds(stdio: tuple, channel_fd: int) -> None:
     keep = sorted({0, 1, 2, channel_fd})
     low = 0
     for fd in keep:
-        if fd > low:  # os.closerange(n, n) would close everything from n up (close_range quirk)
+        # Skip empty ranges: Python 3.11's os.closerange(0, 0) closes *every* descriptor (it
+        # hands close_range a last fd of -1, i.e. the maximum).
+        if fd > low:
             os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 2**31 - 1)
