@@ -1,0 +1,283 @@
+"""The container's root file system: the spec's mounts, /dev, pivot_root, masked and read-only paths.
+
+Runs inside the container's init, in its new mount namespace, before the process is exec'd.
+Every mount destination is resolved inside the root file system (:mod:`pyengine.runtime.inroot`)
+and mounted through ``/proc/self/fd/N``, so a symlink in the image cannot redirect a mount to the
+host. A descriptor opened *before* a mount names the covered directory, not the new mount, so
+every operation on a fresh mount (remount, propagation) reopens the path first.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pyengine.runtime import syscalls as sc
+from pyengine.runtime.inroot import open_beneath, resolve
+
+# option -> (set it?, flag). Anything else in ``options`` is passed as file-system data.
+_FLAG_OPTIONS = {
+    "ro": (True, sc.MS_RDONLY),
+    "rw": (False, sc.MS_RDONLY),
+    "nosuid": (True, sc.MS_NOSUID),
+    "suid": (False, sc.MS_NOSUID),
+    "nodev": (True, sc.MS_NODEV),
+    "dev": (False, sc.MS_NODEV),
+    "noexec": (True, sc.MS_NOEXEC),
+    "exec": (False, sc.MS_NOEXEC),
+    "sync": (True, sc.MS_SYNCHRONOUS),
+    "async": (False, sc.MS_SYNCHRONOUS),
+    "dirsync": (True, sc.MS_DIRSYNC),
+    "mand": (True, sc.MS_MANDLOCK),
+    "nomand": (False, sc.MS_MANDLOCK),
+    "noatime": (True, sc.MS_NOATIME),
+    "atime": (False, sc.MS_NOATIME),
+    "nodiratime": (True, sc.MS_NODIRATIME),
+    "diratime": (False, sc.MS_NODIRATIME),
+    "relatime": (True, sc.MS_RELATIME),
+    "norelatime": (False, sc.MS_RELATIME),
+    "strictatime": (True, sc.MS_STRICTATIME),
+    "nostrictatime": (False, sc.MS_STRICTATIME),
+    "nosymfollow": (True, sc.MS_NOSYMFOLLOW),
+    "symfollow": (False, sc.MS_NOSYMFOLLOW),
+    "bind": (True, sc.MS_BIND),
+    "rbind": (True, sc.MS_BIND | sc.MS_REC),
+    "remount": (True, sc.MS_REMOUNT),
+    "defaults": (False, 0),
+}
+PROPAGATION_OPTIONS = {
+    "private": sc.MS_PRIVATE,
+    "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED,
+    "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE,
+    "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE,
+    "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Flags a read-only remount must carry over, or the kernel would clear them (statvfs reports them
+# with the same values as the MS_ flags).
+_KEPT_ON_REMOUNT = (
+    sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME | sc.MS_NODIRATIME | sc.MS_RELATIME
+)
+
+# Docker's default device nodes: (name, major, minor), all character devices with mode 0666.
+_DEFAULT_DEVICES = (
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+)
+_DEV_SYMLINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+)
+
+
+def parse_options(options: list[str] | None) -> tuple[int, int, str]:
+    """Split mount options into (flags, propagation flags, file-system data)."""
+    flags = propagation = 0
+    data = []
+    for option in options or ():
+        if option in _FLAG_OPTIONS:
+            set_it, flag = _FLAG_OPTIONS[option]
+            flags = flags | flag if set_it else flags & ~flag
+        elif option in PROPAGATION_OPTIONS:
+            propagation |= PROPAGATION_OPTIONS[option]
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def _fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def remount_readonly(target: str, extra_flags: int = 0) -> None:
+    """Make the bind mount at ``target`` read-only, keeping its nosuid/nodev/noexec/atime flags."""
+    kept = os.statvfs(target).f_flag & _KEPT_ON_REMOUNT
+    sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | kept | extra_flags)
+
+
+def prepare_root(rootfs: str, propagation: int | None) -> None:
+    """Cut propagation to the host and make ``rootfs`` a mount point of its own (for pivot_root)."""
+    sc.mount(None, "/", None, propagation or (sc.MS_SLAVE | sc.MS_REC))
+    if propagation and propagation & sc.MS_SHARED:
+        _make_parent_mount_private(rootfs)
+    sc.mount(rootfs, rootfs, "bind", sc.MS_BIND | sc.MS_REC)
+
+
+def _make_parent_mount_private(rootfs: str) -> None:
+    # pivot_root refuses a new root whose parent mount is shared.
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as file:
+        for line in file:
+            fields = line.split()
+            mount_point = fields[4]
+            inside = rootfs == mount_point or rootfs.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) >= len(best):
+                best, shared = (
+                    mount_point,
+                    any(f.startswith("shared:") for f in fields[6 : fields.index("-")]),
+                )
+    if shared:
+        sc.mount(None, best, None, sc.MS_PRIVATE)
+
+
+def mount_entry(root_fd: int, entry: dict) -> None:
+    """Mount one entry of the spec's ``mounts`` inside the root ``root_fd``."""
+    destination = entry.get("destination", "")
+    if not destination.startswith("/"):
+        raise ValueError(f"mount destination {destination!r} is not an absolute path")
+    fstype = entry.get("type") or None
+    source = entry.get("source")
+    flags, propagation, data = parse_options(entry.get("options"))
+    is_bind = bool(flags & sc.MS_BIND) or fstype == "bind"
+    if fstype == "cgroup":
+        return  # cgroup file systems come with the cgroup work (another issue)
+    create = "dir"
+    if is_bind:
+        if not source:
+            raise ValueError(f"bind mount on {destination} has no source")
+        if not stat.S_ISDIR(os.stat(source).st_mode):
+            create = "file"
+    relative = resolve(root_fd, destination, create=create)
+    if not relative:
+        raise ValueError("cannot mount over the container's root directory")
+    target_fd = open_beneath(root_fd, relative)
+    try:
+        if is_bind:
+            sc.mount(source, _fd_path(target_fd), None, sc.MS_BIND | (flags & sc.MS_REC))
+        else:
+            sc.mount(source or fstype, _fd_path(target_fd), fstype, flags & ~sc.MS_BIND, data or None)
+    finally:
+        os.close(target_fd)
+    remount_flags = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
+    if is_bind and remount_flags or propagation:
+        mounted_fd = open_beneath(root_fd, relative)  # now names the new mount's root
+        try:
+            if is_bind and remount_flags & sc.MS_RDONLY:
+                remount_readonly(_fd_path(mounted_fd), remount_flags & ~sc.MS_RDONLY)
+            elif is_bind and remount_flags:
+                sc.mount(None, _fd_path(mounted_fd), None, sc.MS_BIND | sc.MS_REMOUNT | remount_flags)
+            if propagation:
+                sc.mount(None, _fd_path(mounted_fd), None, propagation)
+        finally:
+            os.close(mounted_fd)
+
+
+def needs_dev_setup(mounts: list[dict]) -> bool:
+    """Whether we populate /dev ourselves: always, unless /dev is bind-mounted from elsewhere."""
+    for entry in mounts:
+        if os.path.normpath(entry.get("destination", "")) == "/dev":
+            flags, _, _ = parse_options(entry.get("options"))
+            if flags & sc.MS_BIND or entry.get("type") == "bind":
+                return False
+    return True
+
+
+def _make_device(
+    root_fd: int, path: str, kind: str, major: int, minor: int, mode: int, uid: int, gid: int
+) -> None:
+    parent, _, name = path.rstrip("/").rpartition("/")
+    parent_fd = open_beneath(root_fd, resolve(root_fd, parent, create="dir"), os.O_PATH | os.O_DIRECTORY)
+    try:
+        file_type = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[kind]
+        try:
+            os.mknod(name, file_type | (mode & 0o7777), os.makedev(major, minor), dir_fd=parent_fd)
+        except FileExistsError:
+            return  # a mount in the spec (or the image's own /dev) already provides it
+        except PermissionError:
+            # mknod is refused (e.g. a user namespace): bind the host's node over an empty file.
+            os.close(
+                os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
+            )
+            node_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+            try:
+                sc.mount(path, _fd_path(node_fd), None, sc.MS_BIND)
+            finally:
+                os.close(node_fd)
+            return
+        os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
+    finally:
+        os.close(parent_fd)
+
+
+def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
+    """Create Docker's default device nodes plus ``linux.devices``, and the /dev symlinks."""
+    for name, major, minor in _DEFAULT_DEVICES:
+        _make_device(root_fd, f"/dev/{name}", "c", major, minor, 0o666, 0, 0)
+    for device in devices or ():
+        path = os.path.normpath(device["path"])
+        if not path.startswith("/dev/"):
+            raise ValueError(f"device {path} is not under /dev")
+        _make_device(
+            root_fd,
+            path,
+            device.get("type", "c"),
+            device.get("major", 0),
+            device.get("minor", 0),
+            device.get("fileMode", 0o666),
+            device.get("uid", 0),
+            device.get("gid", 0),
+        )
+    dev_fd = open_beneath(root_fd, resolve(root_fd, "/dev", create="dir"), os.O_PATH | os.O_DIRECTORY)
+    try:
+        links = list(_DEV_SYMLINKS)
+        if os.path.exists("/proc/kcore"):
+            links.append(("core", "/proc/kcore"))
+        for name, target in links:
+            try:
+                os.symlink(target, name, dir_fd=dev_fd)
+            except FileExistsError:
+                pass
+        # Each container has its own devpts instance (newinstance): /dev/ptmx must lead to it.
+        try:
+            os.unlink("ptmx", dir_fd=dev_fd)
+        except FileNotFoundError:
+            pass
+        os.symlink("pts/ptmx", "ptmx", dir_fd=dev_fd)
+    finally:
+        os.close(dev_fd)
+
+
+def pivot_to(rootfs: str) -> None:
+    """Make ``rootfs`` the root and detach the old root entirely."""
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fchdir(new_root)
+        # pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then
+        # removes it, with no directory needed inside the image to hold it.
+        sc.pivot_root(".", ".")
+        os.fchdir(old_root)
+        # Make sure the lazy unmount below does not propagate to the host's mounts.
+        sc.mount(None, ".", None, sc.MS_SLAVE | sc.MS_REC)
+        sc.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+    finally:
+        os.close(old_root)
+        os.close(new_root)
+
+
+def mask_path(path: str) -> None:
+    """Hide ``path`` (after pivot_root): /dev/null over a file, an empty read-only tmpfs over a directory."""
+    try:
+        sc.mount("/dev/null", path, None, sc.MS_BIND)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError:
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+
+
+def readonly_path(path: str) -> None:
+    """Make ``path`` (and what is mounted below it) read-only."""
+    try:
+        sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+    except FileNotFoundError:
+        return
+    remount_readonly(path, sc.MS_REC)
