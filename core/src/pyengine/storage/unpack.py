@@ -172,7 +172,7 @@ class _LayerUnpacker:
             return self._resolve_dir(path)
         except OSError as exc:
             raise InvalidArgument(
-                f"layer tar entry {entry!r}: cannot make directory {path!r} inside the layer"
+                f"layer tar entry {entry!r}: {path!r} does not lead to a directory inside the layer"
             ) from exc
 
     # -- entries ------------------------------------------------------------------------------
@@ -282,7 +282,12 @@ class _LayerUnpacker:
             length -= len(chunk)
 
     def make_hard_link(self, member: tarfile.TarInfo, parent_fd: int, name: str) -> None:
-        target = clean_entry_name(member.linkname)
+        try:
+            target = clean_entry_name(member.linkname)
+        except InvalidArgument as exc:
+            raise InvalidArgument(
+                f"layer tar entry {member.name!r} is a hard link to {member.linkname!r}, outside the layer"
+            ) from exc
         target_parent, _, target_name = target.rpartition("/")
         if target_name == "":
             raise InvalidArgument(f"layer tar entry {member.name!r} is a hard link to the layer root")
