@@ -3,7 +3,6 @@
 from pathlib import Path
 
 from pyengine.testing.storage_suite import StorageDriverSuite
-
 from pyengine_storage_vfs.plugin import factory
 
 

@@ -42,7 +42,10 @@ def _same_time(a: os.stat_result, b: os.stat_result) -> bool:
 
 def _entry_changed(lower_path: str, lower: os.stat_result, upper_path: str, upper: os.stat_result) -> bool:
     if (lower.st_mode, lower.st_uid, lower.st_gid, lower.st_rdev) != (
-        upper.st_mode, upper.st_uid, upper.st_gid, upper.st_rdev,
+        upper.st_mode,
+        upper.st_uid,
+        upper.st_gid,
+        upper.st_rdev,
     ):
         return True
     # A directory's size and mtime follow its entries; its entries are compared on their own.

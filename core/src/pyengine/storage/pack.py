@@ -123,15 +123,20 @@ class _TarWriter:
                     yield from _copy_region(fd, offset, length)
                 yield _padding(st.st_size)
                 return
-            # GNU sparse 1.0: the map goes first in the data, then the data regions only
+            # GNU sparse 1.0: the map goes first in the data, then the data regions only. GNU tar
+            # takes the file's size from the map's end, so a trailing hole gets an empty region.
+            if not segments or sum(segments[-1]) < st.st_size:
+                segments.append((st.st_size, 0))
             sparse_map = f"{len(segments)}\n" + "".join(f"{off}\n{length}\n" for off, length in segments)
             map_bytes = sparse_map.encode() + _padding(len(sparse_map))
-            info.pax_headers.update({
-                "GNU.sparse.major": "1",
-                "GNU.sparse.minor": "0",
-                "GNU.sparse.name": info.name,
-                "GNU.sparse.realsize": str(st.st_size),
-            })
+            info.pax_headers.update(
+                {
+                    "GNU.sparse.major": "1",
+                    "GNU.sparse.minor": "0",
+                    "GNU.sparse.name": info.name,
+                    "GNU.sparse.realsize": str(st.st_size),
+                }
+            )
             head, _, tail = info.name.rpartition("/")
             info.name = f"{head}/GNUSparseFile.0/{tail}" if head else f"GNUSparseFile.0/{tail}"
             info.size = len(map_bytes) + sum(length for _, length in segments)
@@ -157,7 +162,9 @@ class _TarWriter:
         for name in sorted(os.listdir(directory)):
             child = f"{rel}/{name}" if rel else name
             yield from self.entry(child)
-            if os.path.isdir(os.path.join(directory, name)) and not os.path.islink(os.path.join(directory, name)):
+            if os.path.isdir(os.path.join(directory, name)) and not os.path.islink(
+                os.path.join(directory, name)
+            ):
                 yield from self.tree(child)
 
 

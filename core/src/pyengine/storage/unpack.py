@@ -58,8 +58,11 @@ def _openat2_in_root(root_fd: int, path: str, flags: int) -> int:
     encoded = os.fsencode(path)
     for _ in range(16):  # EAGAIN: a concurrent rename raced the lookup; just retry
         fd = _libc.syscall(
-            ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(root_fd), ctypes.c_char_p(encoded),
-            ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)),
+            ctypes.c_long(_SYS_OPENAT2),
+            ctypes.c_int(root_fd),
+            ctypes.c_char_p(encoded),
+            ctypes.byref(how),
+            ctypes.c_size_t(ctypes.sizeof(how)),
         )
         if fd >= 0:
             return fd
@@ -72,7 +75,9 @@ def _openat2_in_root(root_fd: int, path: str, flags: int) -> int:
 def clean_entry_name(name: str) -> str:
     """Return a tar entry name as a plain relative path ('' for the root), refusing escapes."""
     if name.startswith("/"):
-        raise InvalidArgument(f"layer tar entry {name!r} has an absolute path; layer entries must be relative")
+        raise InvalidArgument(
+            f"layer tar entry {name!r} has an absolute path; layer entries must be relative"
+        )
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise InvalidArgument(f"layer tar entry {name!r} contains '..' and would leave the layer")
@@ -191,7 +196,9 @@ class _LayerUnpacker:
             self.create_entry(tar, member, parent_fd, name, path)
         except OSError as exc:
             if exc.errno in _ENTRY_ERRNOS:
-                raise InvalidArgument(f"cannot unpack layer tar entry {member.name!r}: {exc.strerror}") from exc
+                raise InvalidArgument(
+                    f"cannot unpack layer tar entry {member.name!r}: {exc.strerror}"
+                ) from exc
             raise
         finally:
             os.close(parent_fd)
@@ -312,7 +319,9 @@ class _LayerUnpacker:
     @staticmethod
     def owner(member: tarfile.TarInfo) -> tuple[int, int]:
         if not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
-            raise InvalidArgument(f"layer tar entry {member.name!r} has an invalid owner {member.uid}:{member.gid}")
+            raise InvalidArgument(
+                f"layer tar entry {member.name!r} has an invalid owner {member.uid}:{member.gid}"
+            )
         return member.uid, member.gid
 
     def set_metadata(self, target: int | str, member: tarfile.TarInfo, *, set_times: bool = True) -> None:
@@ -328,7 +337,7 @@ class _LayerUnpacker:
         for key, value in member.pax_headers.items():
             if not key.startswith("SCHILY.xattr."):
                 continue
-            attr = key[len("SCHILY.xattr."):]
+            attr = key[len("SCHILY.xattr.") :]
             raw = value.encode("utf-8", "surrogateescape")
             try:
                 os.setxattr(target, attr, raw, follow_symlinks=follow_symlinks)
@@ -346,9 +355,11 @@ class _LayerUnpacker:
             return
         if name.startswith(WHITEOUT_META_PREFIX):
             return  # other AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not content
-        hidden = name[len(WHITEOUT_PREFIX):]
+        hidden = name[len(WHITEOUT_PREFIX) :]
         if hidden in ("", ".", ".."):
-            raise InvalidArgument(f"layer tar entry {member.name!r} is a whiteout of {hidden!r}, which is invalid")
+            raise InvalidArgument(
+                f"layer tar entry {member.name!r} is a whiteout of {hidden!r}, which is invalid"
+            )
         hidden_path = f"{parent}/{hidden}" if parent else hidden
         if self.whiteouts == "overlay":
             parent_fd = self.open_dir(parent, create=True, entry=member.name)
@@ -390,7 +401,9 @@ class _LayerUnpacker:
                 _remove_entry(dir_fd, name)
                 continue
             try:
-                child_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                child_fd = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+                )
             except OSError:
                 continue  # not a directory: nothing beneath it
             try:
@@ -408,7 +421,9 @@ class _LayerUnpacker:
             if parent_fd is None:
                 continue
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+                fd = os.open(
+                    name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd
+                )
             except OSError:
                 continue  # deleted or replaced later in the tar
             finally:

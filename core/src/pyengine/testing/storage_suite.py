@@ -174,8 +174,12 @@ class StorageDriverSuite:
         driver.unmount("l2")
 
     def test_writes_to_a_container_layer_do_not_reach_its_image(self, driver: StorageDriver) -> None:
-        self.layer(driver, "image", None, build_tar(entry("etc", tarfile.DIRTYPE, mode=0o755),
-                                                     entry("etc/config", data=b"original")))
+        self.layer(
+            driver,
+            "image",
+            None,
+            build_tar(entry("etc", tarfile.DIRTYPE, mode=0o755), entry("etc/config", data=b"original")),
+        )
         driver.create("container", "image", writable=True)
         rootfs = driver.mount("container")
         (rootfs / "etc/config").write_bytes(b"changed by the container")
@@ -234,26 +238,41 @@ class StorageDriverSuite:
             driver.unmount("base")
 
     def test_whiteouts_and_opaque_directories_hide_parent_content(self, driver: StorageDriver) -> None:
-        self.layer(driver, "base", None, build_tar(
-            entry("a/file1", data=b"1"), entry("a/file2", data=b"2"),
-            entry("b/dir/x", data=b"x"), entry("c/old1", data=b"o"), entry("c/sub/old2", data=b"o"),
-        ))
-        self.layer(driver, "child", "base", build_tar(
-            entry("a/.wh.file1"),
-            entry(".wh.b"),
-            entry("c", tarfile.DIRTYPE, mode=0o755),
-            entry("c/early", data=b"made before the opaque marker"),  # the marker must not hide it
-            entry("c/.wh..wh..opq"),
-            entry("c/late", data=b"made after it"),
-            entry("d/.wh.never-existed"),
-        ))
+        self.layer(
+            driver,
+            "base",
+            None,
+            build_tar(
+                entry("a/file1", data=b"1"),
+                entry("a/file2", data=b"2"),
+                entry("b/dir/x", data=b"x"),
+                entry("c/old1", data=b"o"),
+                entry("c/sub/old2", data=b"o"),
+            ),
+        )
+        self.layer(
+            driver,
+            "child",
+            "base",
+            build_tar(
+                entry("a/.wh.file1"),
+                entry(".wh.b"),
+                entry("c", tarfile.DIRTYPE, mode=0o755),
+                entry("c/early", data=b"made before the opaque marker"),  # the marker must not hide it
+                entry("c/.wh..wh..opq"),
+                entry("c/late", data=b"made after it"),
+                entry("d/.wh.never-existed"),
+            ),
+        )
         self.layer(driver, "grandchild", "child", build_tar(entry("b/again", data=b"back")))
         child = driver.mount("child")
         try:
             assert sorted(os.listdir(child / "a")) == ["file2"]
             assert not (child / "b").exists()
             assert sorted(os.listdir(child / "c")) == ["early", "late"]
-            assert not any(name.startswith(".wh.") for _, dirs, files in os.walk(child) for name in dirs + files)
+            assert not any(
+                name.startswith(".wh.") for _, dirs, files in os.walk(child) for name in dirs + files
+            )
         finally:
             driver.unmount("child")
         grandchild = driver.mount("grandchild")
@@ -284,12 +303,21 @@ class StorageDriverSuite:
         os.symlink("dash", rootfs / "bin/sh")
 
     expected_changes = [
-        Change("C", "/bin"), Change("C", "/bin/sh"), Change("C", "/bin/su"),
-        Change("C", "/etc"), Change("C", "/etc/hostname"), Change("A", "/etc/hostname/x"),
-        Change("A", "/etc/new.conf"), Change("C", "/etc/passwd"),
-        Change("C", "/home"), Change("D", "/home/user"),
-        Change("A", "/opt"), Change("A", "/opt/app"), Change("A", "/opt/app/run.sh"),
-        Change("C", "/run"), Change("D", "/run/fifo"),
+        Change("C", "/bin"),
+        Change("C", "/bin/sh"),
+        Change("C", "/bin/su"),
+        Change("C", "/etc"),
+        Change("C", "/etc/hostname"),
+        Change("A", "/etc/hostname/x"),
+        Change("A", "/etc/new.conf"),
+        Change("C", "/etc/passwd"),
+        Change("C", "/home"),
+        Change("D", "/home/user"),
+        Change("A", "/opt"),
+        Change("A", "/opt/app"),
+        Change("A", "/opt/app/run.sh"),
+        Change("C", "/run"),
+        Change("D", "/run/fifo"),
     ]
 
     def test_changes_and_diff_of_a_container_layer(self, driver: StorageDriver, sample_tar: bytes) -> None:
@@ -321,18 +349,25 @@ class StorageDriverSuite:
 
     # -- hostile layer tars -------------------------------------------------------------------
 
-    @pytest.mark.parametrize("evil", [
-        pytest.param([entry("../escaped", data=b"x")], id="dot-dot"),
-        pytest.param([entry("sub/../../escaped", data=b"x")], id="nested-dot-dot"),
-        pytest.param([entry("/escaped", data=b"x")], id="absolute"),
-        pytest.param([entry("link", tarfile.LNKTYPE, linkname="../outside/secret")], id="hardlink-dot-dot"),
-        pytest.param([entry("link", tarfile.LNKTYPE, linkname="/etc/passwd")], id="hardlink-absolute"),
-        pytest.param([entry("link", tarfile.LNKTYPE, linkname="missing")], id="hardlink-missing"),
-        pytest.param([entry(".wh..")], id="whiteout-dot"),
-        pytest.param([entry(".wh...")], id="whiteout-dot-dot"),
-        pytest.param([entry("sub/.wh.")], id="whiteout-empty"),
-        pytest.param([entry("dev/bad", tarfile.CHRTYPE, devmajor=5000, devminor=1)], id="device-overflow"),
-    ])
+    @pytest.mark.parametrize(
+        "evil",
+        [
+            pytest.param([entry("../escaped", data=b"x")], id="dot-dot"),
+            pytest.param([entry("sub/../../escaped", data=b"x")], id="nested-dot-dot"),
+            pytest.param([entry("/escaped", data=b"x")], id="absolute"),
+            pytest.param(
+                [entry("link", tarfile.LNKTYPE, linkname="../outside/secret")], id="hardlink-dot-dot"
+            ),
+            pytest.param([entry("link", tarfile.LNKTYPE, linkname="/etc/passwd")], id="hardlink-absolute"),
+            pytest.param([entry("link", tarfile.LNKTYPE, linkname="missing")], id="hardlink-missing"),
+            pytest.param([entry(".wh..")], id="whiteout-dot"),
+            pytest.param([entry(".wh...")], id="whiteout-dot-dot"),
+            pytest.param([entry("sub/.wh.")], id="whiteout-empty"),
+            pytest.param(
+                [entry("dev/bad", tarfile.CHRTYPE, devmajor=5000, devminor=1)], id="device-overflow"
+            ),
+        ],
+    )
     def test_escaping_tars_are_refused_and_leave_nothing(
         self, driver: StorageDriver, tmp_path: Path, evil: list
     ) -> None:
@@ -350,7 +385,9 @@ class StorageDriverSuite:
         assert not (tmp_path / "escaped").exists() and not Path("/escaped").exists()
 
     @pytest.mark.parametrize("hop", ["absolute", "relative"])
-    def test_symlinks_in_the_layer_never_lead_outside(self, driver: StorageDriver, tmp_path: Path, hop: str) -> None:
+    def test_symlinks_in_the_layer_never_lead_outside(
+        self, driver: StorageDriver, tmp_path: Path, hop: str
+    ) -> None:
         outside = tmp_path / "outside"
         outside.mkdir()
         (outside / "secret").write_text("host file")
@@ -359,11 +396,16 @@ class StorageDriverSuite:
         # the same path inside the layer, so a driver that resolves symlinks in the layer's root
         # (as Docker does) has somewhere to write: what it must never reach is the host's copy
         mirror = str(outside).lstrip("/")
-        self.layer(driver, "base", None, build_tar(
-            entry(f"{mirror}/secret", data=b"layer file"),
-            entry(f"{mirror}/dir/in-layer", data=b"layer file"),
-            entry("link", tarfile.SYMTYPE, linkname=target),
-        ))
+        self.layer(
+            driver,
+            "base",
+            None,
+            build_tar(
+                entry(f"{mirror}/secret", data=b"layer file"),
+                entry(f"{mirror}/dir/in-layer", data=b"layer file"),
+                entry("link", tarfile.SYMTYPE, linkname=target),
+            ),
+        )
         driver.create("layer", "base")
         evil = build_tar(
             entry("link/planted", data=b"x"),

@@ -87,9 +87,15 @@ def snapshot_tree(root: Path, *, hard_links: bool = True) -> dict[str, tuple]:
                     inodes.setdefault((st.st_dev, st.st_ino), []).append(rel)
             link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
             entries[rel] = (
-                stat.filemode(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns,
+                stat.filemode(st.st_mode),
+                st.st_uid,
+                st.st_gid,
+                st.st_mtime_ns,
                 st.st_size if not stat.S_ISDIR(st.st_mode) else None,
-                content, link, st.st_rdev, read_xattrs(path),
+                content,
+                link,
+                st.st_rdev,
+                read_xattrs(path),
             )
     if hard_links:
         entries["<hard links>"] = tuple(sorted(tuple(sorted(group)) for group in inodes.values()))
@@ -107,8 +113,16 @@ def build_tar(*entries: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
     return buffer.getvalue()
 
 
-def entry(name: str, kind: bytes = tarfile.REGTYPE, *, data: bytes | None = None, linkname: str = "",
-          mode: int = 0o644, devmajor: int = 0, devminor: int = 0) -> tuple[tarfile.TarInfo, bytes | None]:
+def entry(
+    name: str,
+    kind: bytes = tarfile.REGTYPE,
+    *,
+    data: bytes | None = None,
+    linkname: str = "",
+    mode: int = 0o644,
+    devmajor: int = 0,
+    devminor: int = 0,
+) -> tuple[tarfile.TarInfo, bytes | None]:
     """One entry for :func:`build_tar`; regular files get ``data`` (default: empty)."""
     info = tarfile.TarInfo(name)
     info.type = kind

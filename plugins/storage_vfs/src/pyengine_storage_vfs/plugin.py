@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-
 from pyengine.errors import InvalidArgument, NotSupported
 
 from pyengine_storage_vfs.copy import reflinks_supported
