@@ -180,6 +180,8 @@ def test_whiteouts_only_hide_what_the_parents_have(tmp_path: Path) -> None:
     (target / "c/sub").mkdir(parents=True)
     (target / "c/sub/from-parent").write_text("parent")
     (target / "c/gone").write_text("parent")
+    (target / "c/implied").mkdir()
+    (target / "c/implied/from-parent").write_text("parent")
     unpack_bytes(
         build_tar(
             entry("a/mine", data=b"this layer"),
@@ -187,14 +189,16 @@ def test_whiteouts_only_hide_what_the_parents_have(tmp_path: Path) -> None:
             entry("a/.wh.from-parent"),
             entry("c/sub", tarfile.DIRTYPE, mode=0o755),
             entry("c/sub/mine", data=b"this layer"),
+        entry("c/implied/mine", data=b"this layer, in a directory the tar has no entry for"),
             entry("c/.wh..wh..opq"),
             entry("c/.wh..wh.plnk"),  # AUFS bookkeeping: ignored
         ),
         target,
     )
     assert sorted(os.listdir(target / "a")) == ["mine"]
-    assert sorted(os.listdir(target / "c")) == ["sub"]
+    assert sorted(os.listdir(target / "c")) == ["implied", "sub"]
     assert sorted(os.listdir(target / "c/sub")) == ["mine"]
+    assert sorted(os.listdir(target / "c/implied")) == ["mine"]
 
 
 def test_overlay_whiteouts_hide_lower_content_in_a_real_overlay_mount(tmp_path: Path) -> None:

@@ -72,7 +72,10 @@ class _TarWriter:
     def entry(self, rel: str) -> Iterator[bytes]:
         """The tar bytes for ``rel`` (a path relative to the root) alone, not its directory entries."""
         path = os.path.join(self.root, rel)
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return  # deleted since the changes were listed (a running container): nothing to add
         if stat.S_ISSOCK(st.st_mode):
             return  # sockets cannot be archived; they are made again by whoever listens
         info = tarfile.TarInfo(rel + "/" if stat.S_ISDIR(st.st_mode) else rel)

@@ -202,7 +202,13 @@ class _LayerUnpacker:
             raise
         finally:
             os.close(parent_fd)
-        self.created.add(path)
+        self.mark_created(path)
+
+    def mark_created(self, path: str) -> None:
+        # with its parents: an opaque marker must not prune a directory holding this layer's entries
+        while path and path not in self.created:
+            self.created.add(path)
+            path = path.rpartition("/")[0]
 
     def create_entry(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, name: str, path: str
@@ -361,6 +367,8 @@ class _LayerUnpacker:
                 f"layer tar entry {member.name!r} is a whiteout of {hidden!r}, which is invalid"
             )
         hidden_path = f"{parent}/{hidden}" if parent else hidden
+        if hidden_path in self.created:
+            return  # a whiteout only hides what the parents have, never its own layer's entries
         if self.whiteouts == "overlay":
             parent_fd = self.open_dir(parent, create=True, entry=member.name)
             assert parent_fd is not None
@@ -369,10 +377,7 @@ class _LayerUnpacker:
                 os.mknod(hidden, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=parent_fd)
             finally:
                 os.close(parent_fd)
-            self.created.add(hidden_path)
             return
-        if hidden_path in self.created:
-            return  # a whiteout only hides what the parents have, never its own layer's entries
         parent_fd = self.open_dir(parent, create=False, entry=member.name)
         if parent_fd is None:
             return
