@@ -114,4 +114,3 @@ def test_copy_keeps_hard_links_across_directories(tmp_path: Path) -> None:
     copy_tree(source, tmp_path / "copy", reflink=False)
     assert os.stat(tmp_path / "copy/a/one").st_ino == os.stat(tmp_path / "copy/b/two").st_ino
     assert os.stat(tmp_path / "copy/a/one").st_ino != os.stat(source / "a/one").st_ino
-

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyengine.drivers.storage import Change
 from pyengine.storage.changes import change_sort_key, diff_directories, read_xattrs
-from pyengine.storage.unpack import WHITEOUT_PREFIX
+from pyengine.storage.unpack import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 _BLOCK = tarfile.BLOCKSIZE
 _READ_CHUNK = 1 << 20
@@ -34,6 +34,15 @@ def _header(info: tarfile.TarInfo) -> bytes:
 
 def _padding(size: int) -> bytes:
     return b"\0" * (-size % _BLOCK)
+
+
+def _is_overlay_opaque(path: str) -> bool:
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
 
 
 def _data_segments(fd: int, size: int) -> list[tuple[int, int]]:
@@ -64,9 +73,10 @@ def _copy_region(fd: int, offset: int, length: int) -> Iterator[bytes]:
 
 
 class _TarWriter:
-    def __init__(self, root: Path, fixed_mtime: int | None) -> None:
+    def __init__(self, root: Path, fixed_mtime: int | None, whiteouts: str) -> None:
         self.root = os.fspath(root)
         self.fixed_mtime = fixed_mtime
+        self.overlay_whiteouts = whiteouts == "overlay"
         self.first_names: dict[tuple[int, int], str] = {}  # inode -> name it was first written as
 
     def entry(self, rel: str) -> Iterator[bytes]:
@@ -78,6 +88,9 @@ class _TarWriter:
             return  # deleted since the changes were listed (a running container): nothing to add
         if stat.S_ISSOCK(st.st_mode):
             return  # sockets cannot be archived; they are made again by whoever listens
+        if self.overlay_whiteouts and stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            yield self.whiteout(rel)
+            return
         info = tarfile.TarInfo(rel + "/" if stat.S_ISDIR(st.st_mode) else rel)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
@@ -112,6 +125,8 @@ class _TarWriter:
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         yield _header(info)
+        if self.overlay_whiteouts and stat.S_ISDIR(st.st_mode) and _is_overlay_opaque(path):
+            yield self.whiteout(f"{rel}/{WHITEOUT_OPAQUE[len(WHITEOUT_PREFIX) :]}")
 
     def regular_file(self, path: str, st: os.stat_result, info: tarfile.TarInfo) -> Iterator[bytes]:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -172,16 +187,24 @@ class _TarWriter:
 
 
 def write_layer(
-    root: Path, changes: Iterable[Change] | None = None, *, fixed_mtime: int | None = None
+    root: Path,
+    changes: Iterable[Change] | None = None,
+    *,
+    fixed_mtime: int | None = None,
+    whiteouts: str = "oci",
 ) -> Iterator[bytes]:
     """Yield a layer tar of directory ``root``: all of it, or only the ``changes`` listed.
 
     For a change list (paths like "/etc/passwd", as :func:`diff_directories` gives), 'A' and 'C'
     write the entry itself from ``root`` (a directory without its entries: they are listed on their
     own) and 'D' writes a whiteout. ``fixed_mtime`` (seconds, SOURCE_DATE_EPOCH style) replaces
-    every entry's mtime for reproducible output.
+    every entry's mtime for reproducible output. ``whiteouts="overlay"`` reads ``root`` as an
+    overlayfs upper directory: its 0/0 character devices and ``trusted.overlay.opaque=y``
+    directories become OCI whiteouts - a native diff for overlay drivers.
     """
-    writer = _TarWriter(root, fixed_mtime)
+    if whiteouts not in ("oci", "overlay"):
+        raise ValueError(f"whiteouts must be 'oci' or 'overlay', not {whiteouts!r}")
+    writer = _TarWriter(root, fixed_mtime, whiteouts)
     if changes is None:
         yield from writer.tree("")
     else:

@@ -11,6 +11,8 @@ A driver package's whole test is about ten lines::
 
 Each test gets a fresh driver on a fresh directory (real files, real kernel; run as root). The
 class attributes below are quirk flags a driver may turn off, with a reason in its test file.
+A driver that needs a particular file system (btrfs, XFS with quotas) overrides the
+``driver_root`` fixture to return an empty directory on one, and cleans it up after.
 """
 
 from __future__ import annotations
