@@ -339,3 +339,15 @@ def test_naive_diff_is_a_tar_of_changes_with_whiteouts(sample: Path, tmp_path: P
     unpack_bytes(b"".join(tar_directory(sample)), copy)
     unpack_bytes(b"".join(naive_diff(sample, upper)), copy)
     assert snapshot_tree(copy) == snapshot_tree(upper)
+
+
+def test_implied_parent_directories_are_0755_whatever_the_umask(tmp_path: Path) -> None:
+    target = fresh(tmp_path, "target")
+    previous = os.umask(0o077)
+    try:
+        unpack_bytes(build_tar(entry("usr/local/bin/tool", data=b"x", mode=0o755)), target)
+    finally:
+        os.umask(previous)
+    for directory in ("usr", "usr/local", "usr/local/bin"):
+        st = os.stat(target / directory)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o755, 0, 0)

@@ -169,6 +169,7 @@ class _LayerUnpacker:
         parent_fd = self.open_dir(parent, create=True, entry=entry)
         try:
             os.mkdir(name, 0o755, dir_fd=parent_fd)
+            os.chmod(name, 0o755, dir_fd=parent_fd, follow_symlinks=False)  # whatever the umask
         except FileExistsError:
             pass  # e.g. a dangling symlink: the retry below reports it
         finally:
