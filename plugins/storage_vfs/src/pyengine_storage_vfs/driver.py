@@ -95,7 +95,10 @@ class VfsDriver(StorageDriver):
             self._parents[layer_id] = json.loads(meta.read_text())["parent"]
         for entry in self.layers_dir.iterdir():
             if entry.name not in self._parents:
-                shutil.rmtree(entry)
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
     def _write_meta(self, layer_id: str, parent_id: str | None, writable: bool) -> None:
         temporary = self.meta_dir / f".{layer_id}.{uuid.uuid4().hex}"
