@@ -58,7 +58,12 @@ ENTRY_POINT_NAMESPACE = "pyengine.storage.v1"
 
 @dataclass(frozen=True)
 class Change:
-    """One path changed by a layer relative to its parent: kind is 'A', 'C' or 'D' (as docker diff)."""
+    """One path changed by a layer relative to its parent: kind is 'A', 'C' or 'D' (as docker diff).
+
+    ``path`` is absolute within the layer ("/etc/passwd"), as the changes API returns it. A
+    directory is 'C' when anything below it changed; a deleted directory is one 'D' (its entries
+    are not listed).
+    """
 
     kind: str
     path: str

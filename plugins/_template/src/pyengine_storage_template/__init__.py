@@ -1,0 +1,1 @@
+"""A pyengine storage driver (rename me)."""
