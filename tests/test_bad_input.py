@@ -85,7 +85,7 @@ def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon):
                 gzip.compress(whole)[:5000]):
         status, body = _import(api, bad, "broken")
         assert status == 400, body
-        assert "invalid tar archive" in body["message"]
+        assert "tar archive" in body["message"]
     assert _image_count(api) == before
     assert sorted((daemon.data_path / "content" / "blobs" / "sha256").iterdir()) == blobs
     assert sorted((daemon.data_path / "storage" / "vfs").rglob("*")) == layers

@@ -230,6 +230,8 @@ class ImageStore:
             return self.driver.apply_diff(key, tar)
         except BaseException as exc:
             self._remove_layer_quietly(key)
+            if isinstance(exc, InvalidArgument) and not exc.message.startswith("invalid tar archive"):
+                raise InvalidArgument(f"invalid tar archive: {exc.message}") from exc
             if isinstance(exc, EngineError):
                 raise
             if isinstance(exc, (OSError, EOFError, ValueError)) or type(exc).__module__ == "tarfile":
