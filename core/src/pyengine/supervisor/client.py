@@ -27,7 +27,9 @@ _ERROR_KINDS = {
     if isinstance(cls, type) and issubclass(cls, errors.EngineError)
 }
 # Answers such as ``list`` grow with the number of containers; the default 64 KiB line limit is too low.
+# Streams keep asyncio's default, which also bounds what is read ahead of a slow consumer.
 _ANSWER_LIMIT = 16 << 20
+_STREAM_LIMIT = 64 << 10
 
 
 def _error_from(answer: dict) -> errors.EngineError:
@@ -102,6 +104,7 @@ class SupervisorClient:
         reader, writer, _ = await self._open(
             "attach",
             {"id": id, "stdin": stdin, "stdout": stdout, "stderr": stderr, "wait_start": wait_start},
+            limit=_STREAM_LIMIT,
         )
         return reader, writer
 
@@ -109,7 +112,7 @@ class SupervisorClient:
         """Yield each event as the supervisor sends it: ``{"event": "start", "id", "pid"}`` and
         ``{"event": "exit", "id", "exit_code", "finished_at"}``. The stream never ends by itself:
         if the connection is lost this raises Unavailable (reconnect and reconcile with ``list``)."""
-        reader, writer, _ = await self._open("events", {})
+        reader, writer, _ = await self._open("events", {}, limit=_STREAM_LIMIT)
         try:
             while True:
                 line = await reader.readline()
@@ -124,10 +127,10 @@ class SupervisorClient:
         return (await self.request("list"))["containers"]
 
     async def _open(
-        self, op: str, fields: dict
+        self, op: str, fields: dict, limit: int = _ANSWER_LIMIT
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict]:
         try:
-            reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=_ANSWER_LIMIT)
+            reader, writer = await asyncio.open_unix_connection(self.socket_path, limit=limit)
         except OSError as exc:
             raise errors.Unavailable(
                 f"the container supervisor does not answer on {self.socket_path}: {exc.strerror or exc}"
