@@ -91,7 +91,13 @@ class SupervisorClient:
         return (await self.request("ping"))["pid"]
 
     async def attach(
-        self, id: str, stdin: bool = False, stdout: bool = True, stderr: bool = True, *, wait_start: bool = False
+        self,
+        id: str,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+        *,
+        wait_start: bool = False,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Attach to the container's current run, or to its next start if it has not started yet.
 

@@ -11,10 +11,9 @@ import sys
 import textwrap
 
 import pytest
-
-from conftest import joined, read_frames, rss_bytes, run, wait_until
 from pyengine.errors import Conflict, InvalidArgument, NotFound, StartFailed, Unavailable
 from pyengine.supervisor.client import SupervisorClient, ensure_supervisor, ping, read_frame
+from supervisor_harness import joined, read_frames, rss_bytes, run, wait_until
 
 
 def test_an_exit_is_reported_in_events_state_and_the_exit_file(supervisor):
@@ -39,19 +38,28 @@ def test_an_exit_is_reported_in_events_state_and_the_exit_file(supervisor):
     assert first == second
     assert first[0] == {"event": "start", "id": cid, "pid": started["pid"]}
     assert {key: first[1][key] for key in ("event", "id", "exit_code")} == {
-        "event": "exit", "id": cid, "exit_code": 7}
+        "event": "exit",
+        "id": cid,
+        "exit_code": 7,
+    }
     state = run(supervisor.client.state(cid))
     assert state["status"] == "exited" and state["exit_code"] == 7 and state["pid"] == 0
     assert state["finished_at"] == first[1]["finished_at"]
     assert supervisor.exit_record(cid) == {
-        "exit_code": 7, "finished_at": state["finished_at"], "oom_killed": False}
+        "exit_code": 7,
+        "finished_at": state["finished_at"],
+        "oom_killed": False,
+    }
 
 
 def _events_connected(supervisor, count: int) -> bool:
     """Whether the supervisor has ``count`` event clients: its sockets beyond the listener (call it
     while no other client is connected)."""
-    sockets = [link for link in os.listdir(f"/proc/{supervisor.pid}/fd")
-               if os.readlink(f"/proc/{supervisor.pid}/fd/{link}").startswith("socket:")]
+    sockets = [
+        link
+        for link in os.listdir(f"/proc/{supervisor.pid}/fd")
+        if os.readlink(f"/proc/{supervisor.pid}/fd/{link}").startswith("socket:")
+    ]
     return len(sockets) >= count + 1
 
 
@@ -224,8 +232,10 @@ def test_many_idle_containers_add_little_memory_to_the_supervisor(supervisor):
     before, after, states = run(scenario())
     assert sum(state["status"] == "running" for state in states) == count
     per_container = (after - before) / (count - 1)
-    print(f"\nsupervisor RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB for {count - 1} more "
-          f"idle containers (stdin open, one attach each): {per_container / 1024:.1f} KiB per container")
+    print(
+        f"\nsupervisor RSS {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB for {count - 1} more "
+        f"idle containers (stdin open, one attach each): {per_container / 1024:.1f} KiB per container"
+    )
     assert per_container < 0.9 * 2**20
 
 
