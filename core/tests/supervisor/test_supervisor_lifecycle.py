@@ -251,3 +251,34 @@ def test_ensure_supervisor_starts_one_and_then_finds_it(tmp_path):
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+def test_every_descriptor_of_the_supervisor_is_close_on_exec(supervisor):
+    """Nothing the supervisor holds (sockets, pipes, pidfds, logs, ptys) may leak into a container."""
+
+    async def scenario():
+        cid = await supervisor.create(["cat"], open_stdin=True)
+        tty_cid = await supervisor.create(["cat"], tty=True, open_stdin=True)
+        attached = [await supervisor.client.attach(c, stdin=True) for c in (cid, tty_cid)]
+        events = supervisor.client.events()
+        waiting = asyncio.ensure_future(anext(events))
+        await supervisor.start(cid)
+        await supervisor.start(tty_cid)
+        await waiting
+        fds = os.listdir(f"/proc/{supervisor.pid}/fdinfo")
+        leaking = []
+        for fd in fds:
+            with open(f"/proc/{supervisor.pid}/fdinfo/{fd}") as info:
+                flags = int(next(line for line in info if line.startswith("flags:")).split()[1], 8)
+            if int(fd) > 2 and not flags & os.O_CLOEXEC:
+                leaking.append((fd, os.readlink(f"/proc/{supervisor.pid}/fd/{fd}")))
+        for c in (cid, tty_cid):
+            await supervisor.client.signal(c, "KILL")
+        for _, writer in attached:
+            writer.close()
+        await events.aclose()
+        return len(fds), leaking
+
+    count, leaking = run(scenario())
+    assert count > 10  # listener, wakeup pipe, epoll, pid file, 2 pidfds, stdio ends, logs, clients
+    assert leaking == []

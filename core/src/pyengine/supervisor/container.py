@@ -102,9 +102,13 @@ class Container:
 
     # -- start -------------------------------------------------------------------------------------
 
-    def start(self) -> dict:
+    def settle(self) -> None:
+        """If the process has exited and only its output was still draining, finish the run now."""
         if self._exit is not None:
-            self._finish()  # exited, only its output was still draining
+            self._finish()
+
+    def start(self) -> dict:
+        self.settle()
         if self.running:
             raise Conflict(f"container {self.id} is already running")
         try:
@@ -343,7 +347,10 @@ class Container:
         self.exit_code = code
         self.finished_at = rfc3339_nano(finished_ns)
         record = {"exit_code": code, "finished_at": self.finished_at, "oom_killed": False}
-        _write_atomically(self.exit_file, json.dumps(record).encode())
+        try:
+            _write_atomically(self.exit_file, json.dumps(record).encode())
+        except OSError as exc:
+            log.error("container %s: cannot record its exit in %s: %s", self.id, self.exit_file, exc)
         self.notify({"event": "exit", "id": self.id, "exit_code": code, "finished_at": self.finished_at})
         self.detach_all()
 

@@ -9,9 +9,12 @@ written on its own when the stream ends.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 from pyengine.supervisor.protocol import rfc3339_nano
+
+log = logging.getLogger(__name__)
 
 MAX_RECORD = 16 * 1024
 
@@ -22,6 +25,7 @@ class JsonLogWriter:
     def __init__(self, path: str) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
         self._partial: dict[str, bytes] = {}
+        self._failed = False
 
     def write(self, stream: str, data: bytes) -> None:
         pending = self._partial.pop(stream, b"") + data
@@ -66,5 +70,13 @@ class JsonLogWriter:
             for record in records
         )
         view = memoryview(lines)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            # A full disk loses log records (as with Docker), never the container or the supervisor.
+            if not self._failed:
+                log.error("cannot write a container log: %s; records are lost until it recovers", exc)
+            self._failed = True
+        else:
+            self._failed = False

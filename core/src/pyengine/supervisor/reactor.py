@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import selectors
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
 
@@ -63,15 +66,15 @@ class Reactor:
             # Look the callbacks up afresh: an earlier callback in this batch may have closed the fd.
             callbacks = self._callbacks.get(key.fd)
             if callbacks is not None and mask & selectors.EVENT_READ and callbacks[0] is not None:
-                callbacks[0]()
+                _call(callbacks[0])
             callbacks = self._callbacks.get(key.fd)
             if callbacks is not None and mask & selectors.EVENT_WRITE and callbacks[1] is not None:
-                callbacks[1]()
+                _call(callbacks[1])
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)[2]
             if not timer.cancelled:
-                timer.callback()
+                _call(timer.callback)
 
     def _set(self, fd: int, slot: int, callback: Callback | None) -> None:
         callbacks = self._callbacks.get(fd)
@@ -95,3 +98,12 @@ class Reactor:
     @staticmethod
     def _mask(callbacks: list[Callback | None]) -> int:
         return (selectors.EVENT_READ if callbacks[0] else 0) | (selectors.EVENT_WRITE if callbacks[1] else 0)
+
+
+def _call(callback: Callback) -> None:
+    # One container's or client's failure must not take the supervisor, and every other container
+    # it holds, down with it.
+    try:
+        callback()
+    except Exception:
+        log.exception("unexpected error in %r", callback)

@@ -225,6 +225,7 @@ class Supervisor:
 
     def _delete(self, conn: Connection, request: dict) -> dict:
         container = self._container(request)
+        container.settle()
         if container.running:
             raise Conflict(f"container {container.id} is running: stop it before deleting it")
         container.forget()
@@ -233,7 +234,7 @@ class Supervisor:
 
     def _events(self, conn: Connection, request: dict) -> None:
         conn.send_message({"ok": True})
-        conn.stream(None, None)
+        conn.stream(None, on_eof=conn.close)  # an events client has nothing to say: EOF means gone
         self.event_clients.add(conn)
         conn.on_close = lambda: self.event_clients.discard(conn)
 
