@@ -282,3 +282,15 @@ def test_every_descriptor_of_the_supervisor_is_close_on_exec(supervisor):
     count, leaking = run(scenario())
     assert count > 10  # listener, wakeup pipe, epoll, pid file, 2 pidfds, stdio ends, logs, clients
     assert leaking == []
+
+
+def test_a_burst_of_concurrent_requests_is_served(supervisor):
+    """Regression: 200 requests at once overflowed a listen backlog of 128, and asyncio's connect
+    then failed with ENOTCONN."""
+
+    async def scenario():
+        ids = [await supervisor.create(["true"]) for _ in range(200)]
+        return await asyncio.gather(*(supervisor.client.state(cid) for cid in ids))
+
+    states = run(scenario())
+    assert [state["status"] for state in states] == ["created"] * 200

@@ -30,6 +30,9 @@ _ERROR_KINDS = {
 # Streams keep asyncio's default, which also bounds what is read ahead of a slow consumer.
 _ANSWER_LIMIT = 16 << 20
 _STREAM_LIMIT = 64 << 10
+# Requests in flight at once per client: a burst (say a state request per container) must not
+# overflow the supervisor's listen backlog, and each request costs a connection while it lasts.
+MAX_CONCURRENT_REQUESTS = 64
 
 
 def _error_from(answer: dict) -> errors.EngineError:
@@ -40,11 +43,13 @@ def _error_from(answer: dict) -> errors.EngineError:
 class SupervisorClient:
     def __init__(self, socket_path: str) -> None:
         self.socket_path = socket_path
+        self._requests = asyncio.Semaphore(MAX_CONCURRENT_REQUESTS)
 
     async def request(self, op: str, **fields) -> dict:
         """Send one request and return the answer (without raising, ``answer["ok"]`` is true)."""
-        reader, writer, answer = await self._open(op, fields)
-        writer.close()
+        async with self._requests:
+            reader, writer, answer = await self._open(op, fields)
+            writer.close()
         return answer
 
     async def create(

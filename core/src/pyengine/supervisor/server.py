@@ -84,7 +84,8 @@ class Supervisor:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.socket_path)
         os.chmod(self.socket_path, 0o600)
-        listener.listen(128)
+        # A full backlog makes a non-blocking connect fail (asyncio then reports ENOTCONN): keep it deep.
+        listener.listen(socket.SOMAXCONN)
         listener.setblocking(False)
         self._listener = listener
         self.reactor.on_readable(listener.fileno(), self._accept)
