@@ -4,8 +4,10 @@ supervisor carrying on without (or despite) its clients."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ import textwrap
 import pytest
 from pyengine.errors import Conflict, InvalidArgument, NotFound, StartFailed, Unavailable
 from pyengine.supervisor.client import SupervisorClient, ensure_supervisor, ping, read_frame
+from pyengine.supervisor.protocol import encode_message
 from supervisor_harness import joined, read_frames, rss_bytes, run, wait_until
 
 
@@ -148,6 +151,12 @@ def test_malformed_requests_are_invalid_arguments(supervisor):
         assert await client.ping() == supervisor.pid
 
     run(scenario())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+        raw.connect(supervisor.socket)
+        raw.sendall(b"not json\n" + encode_message({"op": "ping"}))
+        answers = raw.makefile("rb")
+        assert json.loads(answers.readline())["kind"] == "InvalidArgument"
+        assert json.loads(answers.readline()) == {"ok": True, "pid": supervisor.pid}
 
 
 CLIENT = textwrap.dedent("""

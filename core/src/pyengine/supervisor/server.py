@@ -144,15 +144,16 @@ class Supervisor:
 
     def _handle_line(self, conn: Connection, line: bytes) -> None:
         try:
-            request = json.loads(line)
+            try:
+                request = json.loads(line)
+            except ValueError as exc:
+                raise InvalidArgument(f"a request is one line of JSON: {exc}") from None
             if not isinstance(request, dict):
                 raise InvalidArgument("a request is a JSON object")
             op = self._ops.get(request.get("op"))
             if op is None:
                 raise InvalidArgument(f"unknown op {request.get('op')!r}")
             answer = op(conn, request)
-        except ValueError as exc:
-            conn.send_message({"ok": False, "kind": "InvalidArgument", "error": f"bad request: {exc}"})
         except EngineError as exc:
             conn.send_message({"ok": False, "kind": type(exc).__name__, "error": exc.message})
         except Exception as exc:
