@@ -187,7 +187,7 @@ class Harness:
             if self.container_pids:
                 # Let the supervisor reap them (it is their parent) before it goes.
                 try:
-                    wait_until(lambda: not _children(self.process.pid), "containers to be reaped", 10)
+                    wait_until(lambda: not children_of(self.process.pid), "containers to be reaped", 10)
                 except AssertionError:
                     pass  # still stop the supervisor; init reaps what is left
             self.process.terminate()
@@ -198,7 +198,7 @@ class Harness:
                 self.process.wait()
 
 
-def _children(pid: int) -> list[str]:
+def children_of(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as children:
             return children.read().split()

@@ -16,7 +16,7 @@ import pytest
 from pyengine.errors import Conflict, InvalidArgument, NotFound, StartFailed, Unavailable
 from pyengine.supervisor.client import SupervisorClient, ensure_supervisor, ping, read_frame
 from pyengine.supervisor.protocol import encode_message
-from supervisor_harness import joined, read_frames, rss_bytes, run, wait_until
+from supervisor_harness import children_of, joined, read_frames, rss_bytes, run, wait_until
 
 
 def test_an_exit_is_reported_in_events_state_and_the_exit_file(supervisor):
@@ -90,6 +90,20 @@ def test_a_start_failure_is_reported_as_start_failed(supervisor):
 
     state = run(scenario())
     assert state["status"] == "created" and state["pid"] == 0
+
+
+def test_a_terminal_the_bundle_does_not_ask_for_is_a_start_failure(supervisor):
+    async def scenario():
+        bundle = supervisor.bundle(["sleep", "1000"], terminal=False)
+        log_path = str(supervisor.tmp_path / "mismatch.log")
+        await supervisor.client.create("mismatch", bundle, log_path=log_path, tty=True)
+        with pytest.raises(StartFailed, match="disagrees"):
+            await supervisor.start("mismatch")
+        return await supervisor.client.state("mismatch")
+
+    assert run(scenario())["status"] == "created"
+    # The process the runtime started anyway was killed and reaped, not left behind.
+    assert children_of(supervisor.pid) == []
 
 
 def test_a_restart_appends_to_the_same_log_and_attach_follows_the_new_run(supervisor):

@@ -115,56 +115,34 @@ class Container:
             log_writer = JsonLogWriter(self.log_path)
         except OSError as exc:
             raise StartFailed(f"cannot open the log file {self.log_path}: {exc.strerror}") from exc
-        ours: list[int] = []  # our ends, closed if the start fails
-        theirs: list[int] = []  # the container's ends, always closed here once the runtime has them
-        stdin = stdout = stderr = None
+        ours: dict[str, int] = {}  # our ends of the stdio, closed again if the start fails
         try:
-            if not self.tty:
-                stdout_r, stdout = _pipe(ours, theirs)
-                stderr_r, stderr = _pipe(ours, theirs)
-                if self.open_stdin:
-                    stdin, stdin_w = _pipe(theirs, ours)
-                else:
-                    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                    theirs.append(stdin)
-            started = runtime.start_container(self.bundle, stdin=stdin, stdout=stdout, stderr=stderr)
+            started = self._run(ours)
+            if (started.console_fd is not None) != self.tty:
+                _kill(started.pid)
+                wanted = "a terminal" if self.tty else "no terminal"
+                raise StartFailed(f"container {self.id} was created with {wanted}; its bundle disagrees")
+            try:
+                self.pidfd = os.pidfd_open(started.pid)
+            except ProcessLookupError:
+                raise StartFailed(f"container {self.id} vanished before it could be supervised") from None
         except BaseException as exc:
             log_writer.close()
-            for fd in ours:
+            for fd in ours.values():
                 os.close(fd)
             if isinstance(exc, StartFailed) or not isinstance(exc, Exception):
                 raise
             raise StartFailed(f"cannot start container {self.id}: {exc}") from exc
-        finally:
-            for fd in theirs:
-                os.close(fd)
-        if (started.console_fd is not None) != self.tty:
-            _discard(started)
-            log_writer.close()
-            for fd in ours:
-                os.close(fd)
-            wanted = "a terminal" if self.tty else "no terminal"
-            raise StartFailed(f"container {self.id} was created with {wanted} but its bundle says otherwise")
-
-        if self.tty:
-            ours = [started.console_fd]
-        try:
-            self.pidfd = os.pidfd_open(started.pid)
-        except ProcessLookupError as exc:
-            log_writer.close()
-            for fd in ours:
-                os.close(fd)
-            raise StartFailed(f"container {self.id} vanished before it could be supervised") from exc
         self.reactor.on_readable(self.pidfd, self._reap)
         self._log = log_writer
-        if self.tty:
-            self._outputs = {started.console_fd: "stdout"}
-            self._stdin_fd = started.console_fd if self.open_stdin else None
-        else:
-            self._outputs = {stdout_r: "stdout", stderr_r: "stderr"}
-            self._stdin_fd = stdin_w if self.open_stdin else None
-        for fd in ours:
+        for fd in ours.values():
             os.set_blocking(fd, False)
+        if self.tty:
+            self._outputs = {ours["console"]: "stdout"}
+            self._stdin_fd = ours["console"] if self.open_stdin else None
+        else:
+            self._outputs = {ours["stdout"]: "stdout", ours["stderr"]: "stderr"}
+            self._stdin_fd = ours.get("stdin")
         for fd in self._outputs:
             self.reactor.on_readable(fd, lambda fd=fd: self._read_output(fd))
         self.status = "running"
@@ -176,6 +154,29 @@ class Container:
         self._write_stdin()
         self.notify({"event": "start", "id": self.id, "pid": self.pid})
         return {"pid": self.pid, "started_at": self.started_at}
+
+    def _run(self, ours: dict[str, int]) -> runtime.StartedContainer:
+        """Open the stdio and call the runtime; our ends go into ``ours`` as they are opened."""
+        theirs = []  # the container's ends: the runtime has dup'ed them once it returns
+        stdin = stdout = stderr = None  # with a terminal, the runtime makes the pty for all three
+        try:
+            if not self.tty:
+                ours["stdout"], stdout = os.pipe()
+                theirs.append(stdout)
+                ours["stderr"], stderr = os.pipe()
+                theirs.append(stderr)
+                if self.open_stdin:
+                    stdin, ours["stdin"] = os.pipe()
+                else:
+                    stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                theirs.append(stdin)
+            started = runtime.start_container(self.bundle, stdin=stdin, stdout=stdout, stderr=stderr)
+        finally:
+            for fd in theirs:
+                os.close(fd)
+        if started.console_fd is not None:
+            ours["console"] = started.console_fd
+        return started
 
     # -- signals and the terminal ------------------------------------------------------------------
 
@@ -360,22 +361,13 @@ class Container:
         _remove(self.exit_file)
 
 
-def _pipe(readers: list[int], writers: list[int]) -> tuple[int, int]:
-    r, w = os.pipe()
-    readers.append(r)
-    writers.append(w)
-    return r, w
-
-
-def _discard(started: runtime.StartedContainer) -> None:
+def _kill(pid: int) -> None:
     """Kill and reap a process we will not supervise."""
     try:
-        os.kill(started.pid, signal.SIGKILL)
-        os.waitpid(started.pid, 0)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
     except OSError:
         pass
-    if started.console_fd is not None:
-        os.close(started.console_fd)
 
 
 def _remove(path: str) -> None:
