@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -159,3 +160,25 @@ def test_a_client_that_stops_reading_is_dropped_and_the_log_still_gets_everythin
     logged = sum(len(record["log"]) for record in supervisor.log_records(cid))
     assert logged == total
     assert supervisor.exit_record(cid)["exit_code"] == 0
+
+
+def test_stdin_the_process_does_not_read_yet_holds_back_the_client_and_then_all_arrives(supervisor):
+    size = 5 << 20
+    go = supervisor.flag_path("go")
+
+    async def scenario():
+        script = f"while [ ! -e {go} ]; do sleep 0.01; done; wc -c"
+        cid = await supervisor.create(["sh", "-c", script], open_stdin=True, stdin_once=True)
+        reader, writer = await supervisor.client.attach(cid, stdin=True)
+        await supervisor.start(cid)
+        writer.write(b"x" * size)
+        writer.write_eof()
+        # The supervisor holds about 1 MiB and then stops reading: the rest waits on our side.
+        while writer.transport.get_write_buffer_size() == 0:
+            await asyncio.sleep(0.01)
+        supervisor.raise_flag("go")
+        await writer.drain()
+        return await read_frames(reader)
+
+    frames = run(scenario())
+    assert joined(frames, 1).strip() == str(size).encode()

@@ -238,24 +238,24 @@ class Container:
     def _write_stdin(self) -> None:
         fd = self._stdin_fd
         if fd is None:
-            return
-        if self._stdin_buffer:
-            try:
-                written = os.write(fd, self._stdin_buffer)
-            except BlockingIOError:
-                written = 0
-            except OSError:  # the container closed its stdin
-                self._stdin_buffer.clear()
-                self._close_stdin()
-                return
+            return  # not started yet: the buffer waits for the process
+        try:
+            written = os.write(fd, self._stdin_buffer) if self._stdin_buffer else 0
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the process closed its stdin: what is left has no reader
+            self._stdin_buffer.clear()
+            self._close_stdin()
+            written = None
+        if written is not None:
             del self._stdin_buffer[:written]
-        if self._stdin_buffer:
-            self.reactor.on_writable(fd, self._write_stdin)
-        else:
-            self.reactor.on_writable(fd, None)
-            if self._stdin_eof:
-                self._close_stdin()
-        if len(self._stdin_buffer) <= MAX_STDIN_BUFFER // 2:
+            if self._stdin_buffer:
+                self.reactor.on_writable(fd, self._write_stdin)
+            else:
+                self.reactor.on_writable(fd, None)
+                if self._stdin_eof:
+                    self._close_stdin()
+        if self._paused_writers and len(self._stdin_buffer) <= MAX_STDIN_BUFFER // 2:
             for conn in self._paused_writers:
                 conn.resume_reading()
             self._paused_writers.clear()
