@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,9 @@ def rootfs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("rootfs")
     for directory in ("bin", "proc", "dev", "sys", "tmp", "etc", "flags"):
         (root / directory).mkdir()
+    # The stand-in runtime only chroots: give it the /dev/null a shell's background job needs. The real
+    # runtime mounts its own /dev over this.
+    os.mknod(root / "dev/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     shutil.copy(BUSYBOX, root / "bin/busybox")
     applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
     for applet in applets:

@@ -54,7 +54,7 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def oci_config(rootfs: Path, args: list[str], terminal: bool) -> dict:
+def oci_config(rootfs: Path, args: list[str], terminal: bool, host_pid: bool = False) -> dict:
     """A config.json in the shape of ``runc spec``: the usual mounts and namespaces, few privileges."""
     capabilities = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
     return {
@@ -93,7 +93,11 @@ def oci_config(rootfs: Path, args: list[str], terminal: bool) -> dict:
             },
         ],
         "linux": {
-            "namespaces": [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "network")],
+            "namespaces": [
+                {"type": kind}
+                for kind in ("pid", "ipc", "uts", "mount", "network")
+                if kind != "pid" or not host_pid
+            ],
             "maskedPaths": ["/proc/kcore", "/proc/keys", "/sys/firmware"],
             "readonlyPaths": ["/proc/sys", "/proc/sysrq-trigger"],
         },
@@ -140,18 +144,17 @@ class Harness:
         path = self.tmp_path / "supervisor.log"
         return path.read_text() if path.exists() else ""
 
-    def bundle(self, args: list[str], *, terminal: bool = False) -> str:
+    def bundle(self, args: list[str], *, terminal: bool = False, host_pid: bool = False) -> str:
         path = self.tmp_path / f"bundle-{next(self._ids)}"
         path.mkdir()
-        (path / "config.json").write_text(json.dumps(oci_config(self.rootfs, args, terminal)))
+        (path / "config.json").write_text(json.dumps(oci_config(self.rootfs, args, terminal, host_pid)))
         return str(path)
 
-    async def create(self, args: list[str], *, tty: bool = False, **options) -> str:
+    async def create(self, args: list[str], *, tty: bool = False, host_pid: bool = False, **options) -> str:
         container_id = f"c{next(self._ids)}"
         log_path = str(self.tmp_path / f"{container_id}-json.log")
-        await self.client.create(
-            container_id, self.bundle(args, terminal=tty), log_path=log_path, tty=tty, **options
-        )
+        bundle = self.bundle(args, terminal=tty, host_pid=host_pid)
+        await self.client.create(container_id, bundle, log_path=log_path, tty=tty, **options)
         return container_id
 
     async def start(self, container_id: str) -> dict:

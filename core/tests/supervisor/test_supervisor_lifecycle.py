@@ -317,3 +317,24 @@ def test_a_burst_of_concurrent_requests_is_served(supervisor):
 
     states = run(scenario())
     assert [state["status"] for state in states] == ["created"] * 200
+
+
+def test_orphans_of_a_container_in_our_pid_namespace_are_reaped(supervisor):
+    """Without its own pid namespace, a container's orphans come to the supervisor (a subreaper);
+    they must not stay zombies. The orphan also keeps the output pipe open: the exit is still
+    recorded, after the drain grace."""
+
+    async def scenario():
+        cid = await supervisor.create(["sh", "-c", "sleep 1000 & echo $!"], host_pid=True)
+        reader, _ = await supervisor.client.attach(cid)
+        await supervisor.start(cid)
+        frames = await read_frames(reader)
+        return cid, int(joined(frames, 1))
+
+    cid, orphan = run(scenario())
+    supervisor.container_pids.add(orphan)
+    assert supervisor.exit_record(cid)["exit_code"] == 0
+    with open(f"/proc/{orphan}/status") as status:
+        assert f"PPid:\t{supervisor.pid}\n" in status.read()
+    os.kill(orphan, signal.SIGKILL)
+    wait_until(lambda: not os.path.exists(f"/proc/{orphan}"), "the orphan to be reaped")
