@@ -1,0 +1,3 @@
+from pyengine.supervisor.server import main
+
+main()
