@@ -1,0 +1,213 @@
+"""``pyengine run`` and ``pyengine create``: the hot path, so this module imports only what it uses.
+
+``run`` follows the docker CLI's sequence: create (pulling once on "No such image"), attach (HTTP
+upgrade) unless detached, wait (``condition=removed`` with --rm, else ``next-exit``; only the headers
+come back now), start, copy the output, then exit with the status wait reports.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pyengine.cli.client import APIError, Client, Response
+from pyengine.cli.create_options import (
+    CreateOptions,
+    OptionError,
+    build_create_request,
+    start_failure_status,
+)
+from pyengine.cli.main import CommandError, client_of
+
+_ARGS_SETTINGS = {"allow_interspersed_args": False, "help_option_names": ["--help"]}
+
+
+def container_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags ``run`` and ``create`` share (docker's names)."""
+    options = [
+        click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached"),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY"),
+        click.option("--rm", "auto_remove", is_flag=True, help="Remove the container when it exits"),
+        click.option("--name", help="Assign a name to the container"),
+        click.option("-e", "--env", multiple=True, help="Set environment variables"),
+        click.option("--env-file", multiple=True, help="Read in a file of environment variables"),
+        click.option("-w", "--workdir", help="Working directory inside the container"),
+        click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])"),
+        click.option("-h", "--hostname", help="Container host name"),
+        click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image"),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container"),
+        click.option("--stop-signal", help="Signal to stop the container"),
+        click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container"),
+        click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host"),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume"),
+        click.option("--network", "--net", help="Connect a container to a network"),
+        click.option(
+            "--pull",
+            type=click.Choice(["missing", "never", "always"]),
+            default="missing",
+            show_default=True,
+            help="Pull image before running",
+        ),
+        click.argument("image"),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
+    console_size = None
+    if params["tty"]:
+        from pyengine.cli.attach import terminal_size
+
+        console_size = terminal_size()
+    return CreateOptions(
+        image=params["image"],
+        command=list(params["command"]),
+        name=params["name"],
+        detach=detach,
+        interactive=params["interactive"],
+        tty=params["tty"],
+        auto_remove=params["auto_remove"],
+        env=list(params["env"]),
+        env_files=list(params["env_file"]),
+        workdir=params["workdir"],
+        user=params["user"],
+        hostname=params["hostname"],
+        entrypoint=params["entrypoint"],
+        labels=list(params["label"]),
+        stop_signal=params["stop_signal"],
+        stop_timeout=params["stop_timeout"],
+        publish=list(params["publish"]),
+        volumes=list(params["volume"]),
+        network=params["network"],
+        console_size=console_size,
+    )
+
+
+def pull_image(client: Client, reference: str, quiet: bool = False) -> None:
+    """``POST /images/create?fromImage=`` once, printing progress like ``docker pull``."""
+    from pyengine.cli.images import stream_pull
+
+    stream_pull(client, reference, out=sys.stderr, quiet=quiet)
+
+
+def create_container(client: Client, opts: CreateOptions, pull_policy: str) -> str:
+    """Create the container, pulling the image once if it is missing; returns the full ID.
+
+    Any failure is a CommandError with exit status 125, as ``docker create``/``run`` report it.
+    """
+    try:
+        query, body = build_create_request(opts)
+    except OptionError as exc:
+        raise CommandError(f"pyengine: {exc}", 125) from exc
+    try:
+        if pull_policy == "always":
+            pull_image(client, opts.image)
+        try:
+            created = client.post("/containers/create", query, body)
+        except APIError as exc:
+            if exc.status != 404 or "no such image" not in exc.message.lower() or pull_policy != "missing":
+                raise
+            print(f"Unable to find image '{opts.image}' locally", file=sys.stderr, flush=True)
+            pull_image(client, opts.image)
+            created = client.post("/containers/create", query, body)
+    except APIError as exc:
+        raise CommandError(f"pyengine: Error response from daemon: {exc.message}", 125) from exc
+    for warning in created.get("Warnings") or []:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    return created["Id"]
+
+
+@click.command(context_settings=_ARGS_SETTINGS)
+@click.option("-d", "--detach", is_flag=True, help="Run container in background and print container ID")
+@container_options
+@click.pass_context
+def run(ctx: click.Context, detach: bool, pull: str, **params: Any) -> int:
+    """Create and run a new container from an image."""
+    client = client_of(ctx)
+    opts = options_from(params, detach)
+    container_id = create_container(client, opts, pull)
+    if detach:
+        start_or_fail(client, container_id, None, opts.auto_remove)
+        print(container_id)
+        return 0
+    return run_attached(client, container_id, opts)
+
+
+@click.command(context_settings=_ARGS_SETTINGS)
+@container_options
+@click.pass_context
+def create(ctx: click.Context, pull: str, **params: Any) -> int:
+    """Create a new container."""
+    client = client_of(ctx)
+    print(create_container(client, options_from(params, detach=True), pull))
+    return 0
+
+
+def start_or_fail(client: Client, container_id: str, wait: Response | None, auto_remove: bool) -> None:
+    """``POST /containers/{id}/start``; on failure print the daemon's message and exit like docker."""
+    try:
+        client.request("POST", f"/containers/{container_id}/start").read()
+    except APIError as exc:
+        if wait is not None and auto_remove:
+            try:
+                wait.read()  # docker waits for the removal before exiting
+            except OSError:
+                pass
+        raise CommandError(
+            f"pyengine: Error response from daemon: {exc.message}", start_failure_status(exc.message)
+        ) from exc
+
+
+def run_attached(client: Client, container_id: str, opts: CreateOptions) -> int:
+    """Attach, wait, start, copy the streams; returns the container's exit status."""
+    from pyengine.cli import attach
+
+    query = {"stream": True, "stdin": opts.interactive, "stdout": True, "stderr": True}
+    if not opts.interactive:
+        del query["stdin"]
+    stream = client.hijack(f"/containers/{container_id}/attach", query)
+    condition = "removed" if opts.auto_remove else "next-exit"
+    wait = client.open_stream("POST", f"/containers/{container_id}/wait", {"condition": condition})
+    stdin_fd = 0 if opts.interactive else None
+    if stdin_fd is None:
+        attach.half_close(stream)
+    raw_terminal = opts.tty and opts.interactive and os.isatty(0)
+    restore_handlers: list[Callable[[], None]] = []
+    terminal = attach.RawTerminal(0) if raw_terminal else None
+    try:
+        if terminal is not None:
+            terminal.__enter__()
+        start_or_fail(client, container_id, wait, opts.auto_remove)
+        if opts.tty:
+            restore_handlers.append(attach.follow_terminal_size(client, f"/containers/{container_id}/resize"))
+        else:
+            restore_handlers.append(attach.proxy_signals(client, container_id))
+        attach.pump(stream, opts.tty, stdin_fd)
+    finally:
+        if terminal is not None:
+            terminal.__exit__(None, None, None)
+        for restore in restore_handlers:
+            restore()
+        stream.sock.close()
+    return wait_status(wait)
+
+
+def wait_status(wait: Response) -> int:
+    """The exit status from a wait response; a wait error is reported and gives 125."""
+    try:
+        result = wait.json() or {}
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"pyengine: error waiting for container: {exc}", 125) from exc
+    finally:
+        wait.conn.close()
+    error = result.get("Error")
+    if error and error.get("Message"):
+        raise CommandError(f"pyengine: error waiting for container: {error['Message']}", 125)
+    return int(result.get("StatusCode", 0))
