@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
+import _socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -122,9 +122,9 @@ def pump(stream: BufferedSocket, tty: bool, stdin_fd: int | None) -> None:
                 _half_close(sock)
 
 
-def _half_close(sock: socket.socket) -> None:
+def _half_close(sock: _socket.socket) -> None:
     try:
-        sock.shutdown(socket.SHUT_WR)
+        sock.shutdown(_socket.SHUT_WR)
     except OSError:
         pass
 

@@ -8,9 +8,9 @@ and the ``Upgrade: tcp`` hijack that turns a connection into a raw byte stream (
 
 from __future__ import annotations
 
+import _socket  # the C module: socket.py builds enums at import time, which the run path can skip
 import json
 import os
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,16 +47,18 @@ def quote(text: str) -> str:
 
 
 def encode_query(params: dict[str, Any] | None) -> str:
-    """``{"a": 1, "b": None}`` -> ``"?a=1"``; booleans become ``1``/``0`` as the docker CLI sends."""
+    """``{"a": 1, "b": None, "c": ["x", "y"]}`` -> ``"?a=1&c=x&c=y"``; booleans become ``1``/``0``
+    as the docker CLI sends them."""
     if not params:
         return ""
     parts = []
     for key, value in params.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = "1" if value else "0"
-        parts.append(f"{quote(str(key))}={quote(str(value))}")
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                item = "1" if item else "0"
+            parts.append(f"{quote(str(key))}={quote(str(item))}")
     return "?" + "&".join(parts) if parts else ""
 
 
@@ -72,7 +74,7 @@ def socket_path_of(host: str) -> str:
 class BufferedSocket:
     """A socket with a read buffer: lines for headers, exact sizes for bodies, raw chunks for streams."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.buffer = b""
 
@@ -196,9 +198,9 @@ class Response:
 class Connection:
     """One keep-alive HTTP/1.1 connection to the daemon; ``dial`` opens the socket when needed."""
 
-    def __init__(self, dial: Callable[[], socket.socket]) -> None:
+    def __init__(self, dial: Callable[[], _socket.socket]) -> None:
         self.dial = dial
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.reader: BufferedSocket
         self.reusable = True
 
@@ -287,8 +289,8 @@ class Client:
         self.autostart = autostart
         self._shared: Connection | None = None
 
-    def _connect_once(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _connect_once(self) -> _socket.socket:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.connect(self.socket_path)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -296,7 +298,7 @@ class Client:
             raise DaemonUnreachable(self.host) from exc
         return sock
 
-    def dial(self) -> socket.socket:
+    def dial(self) -> _socket.socket:
         """A connected socket to the daemon, starting the daemon first if ``autostart`` allows."""
         try:
             return self._connect_once()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -16,30 +15,44 @@ class OptionError(ValueError):
     """A flag value the CLI cannot turn into an API body (reported as docker does, exit 125)."""
 
 
-@dataclass
 class CreateOptions:
-    """The flags of ``run`` and ``create`` that shape the container."""
+    """The flags of ``run`` and ``create`` that shape the container.
+
+    A plain class rather than a dataclass: building a dataclass costs milliseconds at import, and
+    this module is on the path of every ``pyengine run``.
+    """
 
     image: str
-    command: list[str] = field(default_factory=list)
+    command: list[str]
     name: str | None = None
     detach: bool = False
     interactive: bool = False
     tty: bool = False
     auto_remove: bool = False
-    env: list[str] = field(default_factory=list)
-    env_files: list[str] = field(default_factory=list)
+    env: list[str]
+    env_files: list[str]
     workdir: str | None = None
     user: str | None = None
     hostname: str | None = None
     entrypoint: str | None = None
-    labels: list[str] = field(default_factory=list)
+    labels: list[str]
     stop_signal: str | None = None
     stop_timeout: int | None = None
-    publish: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
+    publish: list[str]
+    volumes: list[str]
     network: str | None = None
     console_size: tuple[int, int] | None = None
+
+    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes")
+
+    def __init__(self, image: str, **fields: Any) -> None:
+        self.image = image
+        for name in self._LISTS:
+            setattr(self, name, list(fields.pop(name, None) or []))
+        for name, value in fields.items():
+            if name not in CreateOptions.__annotations__:
+                raise TypeError(f"unknown create option {name!r}")
+            setattr(self, name, value)
 
 
 def parse_env_line(line: str, environ: Mapping[str, str]) -> str | None:

@@ -155,13 +155,15 @@ def _number(word: str) -> int | float:
 
 
 class Pipeline:
-    __slots__ = ("variables", "assign", "commands", "source")
+    __slots__ = ("variables", "assign", "commands", "source", "line")
 
-    def __init__(self, variables: list[str], assign: bool, commands: list[list[tuple]], source: str):
+    def __init__(self, variables: list[str], assign: bool, commands: list[list[tuple]], source: str,
+                 line: int = 1):
         self.variables = variables
         self.assign = assign
         self.commands = commands
         self.source = source
+        self.line = line
 
 
 class Parser:
@@ -171,12 +173,13 @@ class Parser:
     def __init__(self, text: str, functions: dict[str, Callable[..., Any]]) -> None:
         self.text = text
         self.functions = functions
-        self.items = self._split(text)
+        self.line = 1  # of the action being parsed, for error messages
+        self.items: list[tuple[str, str, int]] = []
         self.index = 0
 
-    def _split(self, text: str) -> list[tuple[str, str]]:
-        """("text", s) and ("action", inside) pieces, with trim markers applied."""
-        items: list[tuple[str, str]] = []
+    def _split(self, text: str) -> list[tuple[str, str, int]]:
+        """("text", s, line) and ("action", inside, line) pieces, with trim markers applied."""
+        items: list[tuple[str, str, int]] = []
         pos = 0
         trim_next = False
         while True:
@@ -186,8 +189,9 @@ class Parser:
                 chunk = chunk.lstrip(_SPACE)
             if start < 0:
                 if chunk:
-                    items.append(("text", chunk))
+                    items.append(("text", chunk, 0))
                 return items
+            self.line = text.count("\n", 0, start) + 1
             inner_start = start + 2
             if text.startswith("- ", inner_start) or text.startswith("-\t", inner_start) or text.startswith(
                 "-\n", inner_start
@@ -195,7 +199,7 @@ class Parser:
                 chunk = chunk.rstrip(_SPACE)
                 inner_start += 1
             if chunk:
-                items.append(("text", chunk))
+                items.append(("text", chunk, 0))
             if text.startswith("/*", inner_start) or text.startswith(" /*", inner_start):
                 end = text.find("*/", inner_start)
                 if end < 0:
@@ -212,7 +216,7 @@ class Parser:
             if inner.endswith(" -") or inner.endswith("\t-") or inner.endswith("\n-"):
                 inner = inner[:-1]
                 trim_next = True
-            items.append(("action", inner))
+            items.append(("action", inner, self.line))
             pos = close + 2
 
     @staticmethod
@@ -230,6 +234,7 @@ class Parser:
         raise TemplateSyntaxError("unclosed action")
 
     def parse(self) -> list[Any]:
+        self.items = self._split(self.text)
         nodes, terminator = self._parse_list()
         if terminator is not None:
             raise TemplateSyntaxError(f"unexpected {{{{{terminator[0]}}}}}")
@@ -239,11 +244,12 @@ class Parser:
         """Nodes up to an ``end``/``else`` (returned as the terminator) or the end of the text."""
         nodes: list[Any] = []
         while self.index < len(self.items):
-            kind, content = self.items[self.index]
+            kind, content, line = self.items[self.index]
             self.index += 1
             if kind == "text":
                 nodes.append(content)
                 continue
+            self.line = line
             tokens = tokenize(content)
             if not tokens:
                 raise TemplateSyntaxError("missing value for command")
@@ -260,13 +266,14 @@ class Parser:
             elif keyword in ("define", "template", "block"):
                 raise TemplateSyntaxError(f"{{{{{keyword}}}}} is not supported")
             else:
-                nodes.append(("action", self._parse_pipeline(tokens, content)))
+                nodes.append(("action", self._parse_pipeline(tokens, content.strip())))
         return nodes, None
 
     def _parse_control(self, keyword: str, tokens: list[Token], loop: bool) -> tuple:
         if not tokens:
             raise TemplateSyntaxError(f"missing value for {keyword}")
-        pipeline = self._parse_pipeline(tokens, keyword, allow_two_vars=keyword == "range")
+        pipeline = self._parse_pipeline(tokens, " ".join(str(t.value) for t in tokens),
+                                        allow_two_vars=keyword == "range")
         body, terminator = self._parse_list(loop or keyword == "range")
         else_body: list[Any] = []
         if terminator is None:
@@ -316,7 +323,7 @@ class Parser:
         for later in commands[1:]:
             if later[0][0] == "literal":
                 raise TemplateSyntaxError("non executable command in pipeline stage")
-        return Pipeline(variables, assign, commands, source)
+        return Pipeline(variables, assign, commands, source, self.line)
 
     def _parse_operand(self, tokens: list[Token], position: int) -> tuple[tuple, int]:
         token = tokens[position]
@@ -365,6 +372,10 @@ class _Break(Exception):
     pass
 
 
+class _ExecutionError(TemplateError):
+    """An execution error already located (``template: :1: executing "" at <.X>: ...``)."""
+
+
 class _Continue(Exception):
     pass
 
@@ -372,11 +383,23 @@ class _Continue(Exception):
 class Template:
     """A parsed template; ``render(data)`` returns the text. Raises TemplateError subclasses."""
 
-    def __init__(self, text: str, functions: dict[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        text: str,
+        functions: dict[str, Callable[..., Any]] | None = None,
+        missing_key_error: bool = False,
+    ) -> None:
+        """``missing_key_error`` makes a missing map key an error, as ``docker inspect`` runs templates
+        (Go's ``missingkey=error``); otherwise it prints ``<no value>``."""
         self.functions = dict(funcs.FUNCTIONS)
         if functions:
             self.functions.update(functions)
-        self.nodes = Parser(text, self.functions).parse()
+        self.missing_key_error = missing_key_error
+        parser = Parser(text, self.functions)
+        try:
+            self.nodes = parser.parse()
+        except TemplateSyntaxError as exc:
+            raise TemplateSyntaxError(f"template: :{parser.line}: {exc}") from None
 
     def render(self, data: Any) -> str:
         out: list[str] = []
@@ -389,34 +412,42 @@ class Template:
             if isinstance(node, str):
                 out.append(node)
                 continue
-            kind = node[0]
-            if kind == "action":
-                value = self._pipeline(node[1], dot, scope)
-                if not node[1].variables:
-                    out.append(go_string(value))
-            elif kind in ("if", "with"):
-                value = self._pipeline(node[1], dot, scope)
-                inner = len(scope)
-                if truth(value):
-                    self._walk(node[2], value if kind == "with" else dot, scope, out)
-                else:
-                    self._walk(node[3], dot, scope, out)
-                del scope[inner:]
-            elif kind == "range":
-                self._range(node, dot, scope, out)
-            elif kind == "break":
-                raise _Break
-            elif kind == "continue":
-                raise _Continue
+            try:
+                self._node(node, dot, scope, out)
+            except _ExecutionError:
+                raise
+            except TemplateError as exc:
+                pipeline = node[1]
+                raise _ExecutionError(
+                    f'template: :{pipeline.line}: executing "" at <{pipeline.source}>: {exc}'
+                ) from None
         del scope[mark:]
+
+    def _node(self, node: tuple, dot: Any, scope: list[tuple[str, Any]], out: list[str]) -> None:
+        kind = node[0]
+        if kind == "action":
+            value = self._pipeline(node[1], dot, scope)
+            if not node[1].variables:
+                out.append(go_string(value))
+        elif kind in ("if", "with"):
+            inner = len(scope)
+            value = self._pipeline(node[1], dot, scope)
+            if truth(value):
+                self._walk(node[2], value if kind == "with" else dot, scope, out)
+            else:
+                self._walk(node[3], dot, scope, out)
+            del scope[inner:]
+        elif kind == "range":
+            self._range(node, dot, scope, out)
+        elif kind == "break":
+            raise _Break
+        elif kind == "continue":
+            raise _Continue
 
     def _range(self, node: tuple, dot: Any, scope: list[tuple[str, Any]], out: list[str]) -> None:
         pipeline: Pipeline = node[1]
-        variables, pipeline.variables = pipeline.variables, []
-        try:
-            value = self._pipeline(pipeline, dot, scope)
-        finally:
-            pipeline.variables = variables
+        variables = pipeline.variables
+        value = self._pipeline(pipeline, dot, scope, declare=False)
         if isinstance(value, dict):
             pairs = [(key, value[key]) for key in sorted(value)]
         elif isinstance(value, list | tuple):
@@ -445,11 +476,12 @@ class Template:
             finally:
                 del scope[mark:]
 
-    def _pipeline(self, pipeline: Pipeline, dot: Any, scope: list[tuple[str, Any]]) -> Any:
+    def _pipeline(self, pipeline: Pipeline, dot: Any, scope: list[tuple[str, Any]], declare: bool = True) -> Any:
+        """The pipeline's value; ``declare`` binds its variables (range binds them per element)."""
         value: Any = _NO_FINAL
         for command in pipeline.commands:
             value = self._command(command, dot, scope, value)
-        for name in pipeline.variables:
+        for name in pipeline.variables if declare else ():
             if pipeline.assign:
                 for index in range(len(scope) - 1, -1, -1):
                     if scope[index][0] == name:
@@ -518,8 +550,7 @@ class Template:
     def _describe(operand: tuple) -> str:
         return go_string(operand[1]) if operand[0] == "literal" else operand[0]
 
-    @staticmethod
-    def _fields(receiver: Any, names: list[str], args: list[Any]) -> Any:
+    def _fields(self, receiver: Any, names: list[str], args: list[Any]) -> Any:
         """Follow ``.A.B.C``; arguments go to the last name, which must then be a method."""
         for position, name in enumerate(names):
             last = position == len(names) - 1
@@ -530,6 +561,10 @@ class Template:
                 value = getattr(receiver, name)(*(args if last else []))
                 if last:
                     return value
+            elif hasattr(receiver, "go_type_name"):
+                raise TemplateError(f"can't evaluate field {name} in type {receiver.go_type_name}")
+            elif isinstance(receiver, dict) and self.missing_key_error:
+                raise TemplateError(f'map has no entry for key "{name}"')
             elif isinstance(receiver, dict) or receiver is None or receiver is MISSING:
                 value = MISSING
             else:

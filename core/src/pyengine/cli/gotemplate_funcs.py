@@ -98,6 +98,8 @@ def to_json(value: Any) -> str:
     """Docker's ``json`` function: compact JSON without HTML escaping."""
     if value is MISSING:
         value = None
+    if hasattr(value, "go_json"):
+        return value.go_json()
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -137,7 +137,7 @@ def run(ctx: click.Context, detach: bool, pull: str, **params: Any) -> int:
         start_or_fail(client, container_id, None, opts.auto_remove)
         print(container_id)
         return 0
-    return run_attached(client, container_id, opts)
+    return run_attached(client, container_id, opts.tty, opts.interactive, opts.auto_remove)
 
 
 @click.command(context_settings=_ARGS_SETTINGS)
@@ -165,31 +165,34 @@ def start_or_fail(client: Client, container_id: str, wait: Response | None, auto
         ) from exc
 
 
-def run_attached(client: Client, container_id: str, opts: CreateOptions) -> int:
-    """Attach, wait, start, copy the streams; returns the container's exit status."""
+def run_attached(client: Client, container_id: str, tty: bool, interactive: bool, auto_remove: bool) -> int:
+    """Attach, wait, start, copy the streams; returns the container's exit status.
+
+    Shared by ``run`` and ``start -a``. ``interactive`` forwards stdin (and half-closes at its EOF);
+    with ``tty`` too, and a terminal on stdin, the terminal is raw for the duration.
+    """
     from pyengine.cli import attach
 
-    query = {"stream": True, "stdin": opts.interactive, "stdout": True, "stderr": True}
-    if not opts.interactive:
-        del query["stdin"]
+    query: dict[str, Any] = {"stream": True, "stdout": True, "stderr": True}
+    if interactive:
+        query = {"stream": True, "stdin": True, "stdout": True, "stderr": True}
     stream = client.hijack(f"/containers/{container_id}/attach", query)
-    condition = "removed" if opts.auto_remove else "next-exit"
+    condition = "removed" if auto_remove else "next-exit"
     wait = client.open_stream("POST", f"/containers/{container_id}/wait", {"condition": condition})
-    stdin_fd = 0 if opts.interactive else None
+    stdin_fd = 0 if interactive else None
     if stdin_fd is None:
         attach.half_close(stream)
-    raw_terminal = opts.tty and opts.interactive and os.isatty(0)
     restore_handlers: list[Callable[[], None]] = []
-    terminal = attach.RawTerminal(0) if raw_terminal else None
+    terminal = attach.RawTerminal(0) if tty and interactive and os.isatty(0) else None
     try:
         if terminal is not None:
             terminal.__enter__()
-        start_or_fail(client, container_id, wait, opts.auto_remove)
-        if opts.tty:
+        start_or_fail(client, container_id, wait, auto_remove)
+        if tty:
             restore_handlers.append(attach.follow_terminal_size(client, f"/containers/{container_id}/resize"))
         else:
             restore_handlers.append(attach.proxy_signals(client, container_id))
-        attach.pump(stream, opts.tty, stdin_fd)
+        attach.pump(stream, tty, stdin_fd)
     finally:
         if terminal is not None:
             terminal.__exit__(None, None, None)
