@@ -229,7 +229,12 @@ class Parser:
             if char in "\"`":
                 pos += 1
                 while pos < len(text) and text[pos] != char:
+                    if char == '"' and text[pos] == "\n":
+                        break
                     pos += 2 if char == '"' and text[pos] == "\\" else 1
+                if pos >= len(text) or text[pos] != char:
+                    kind = "raw quoted string" if char == "`" else "quoted string"
+                    raise TemplateSyntaxError(f"unterminated {kind}")
             pos += 1
         raise TemplateSyntaxError("unclosed action")
 

@@ -290,12 +290,12 @@ def _split(text: Any, separator: str) -> list[str]:
     return text.split(separator)
 
 
-def _join(items: Any, separator: str) -> str:
-    if isinstance(items, str):
-        return items
+def _join(items: Any, separator: Any) -> str:
     if items is None or items is MISSING:
         return ""
-    return separator.join(go_string(item) for item in items)
+    if not isinstance(items, list | tuple):
+        raise TemplateError(f"wrong type for value; expected []string; got {go_type(items)}")
+    return go_string(separator).join(go_string(item) for item in items)
 
 
 def _pad(text: Any, prefix: int, suffix: int) -> str:
