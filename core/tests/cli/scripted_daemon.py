@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +112,9 @@ class ScriptedDaemon:
                 path = parts.path
                 if path.startswith("/v1.41/"):
                     path = path[len("/v1.41") :]
-                request = Request(method, path, parse_qs(parts.query, keep_blank_values=True), headers, body,
-                                  number)
+                request = Request(
+                    method, path, parse_qs(parts.query, keep_blank_values=True), headers, body, number
+                )
                 self.requests.append(request)
                 reply = self.route(request)
                 if not self._answer(conn, reply):
@@ -127,8 +128,10 @@ class ScriptedDaemon:
     def _answer(self, conn: socket.socket, reply: Reply) -> bool:
         """Write the reply; False when the connection must end (hijack)."""
         if reply.hijack is not None:
-            conn.sendall(b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
-                         b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+            conn.sendall(
+                b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
+                b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
+            )
             # The client must half-close (at once without stdin, at stdin's EOF with it); a client
             # that does not makes this time out and the test fail instead of hanging.
             conn.settimeout(20)

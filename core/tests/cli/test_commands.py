@@ -10,7 +10,12 @@ from scripted_daemon import Reply, Request, error, frame
 
 CID = "febc9683d6117c1e1c3e4d6c2b5d3c8d1b0e3f0c6f0a5b4c3d2e1f0a9b8c7d6e"
 IMAGE_ID = "sha256:1c07c4615e16d80c1d111e9f41872dfc8979046c5f69502493d3b8ab6d82f277"
-CONTAINER_JSON = {"Id": CID, "Name": "/web", "Config": {"Tty": False, "Cmd": ["sh"]}, "State": {"Running": True}}
+CONTAINER_JSON = {
+    "Id": CID,
+    "Name": "/web",
+    "Config": {"Tty": False, "Cmd": ["sh"]},
+    "State": {"Running": True},
+}
 IMAGE_JSON = {"Id": IMAGE_ID, "RepoTags": ["busybox:latest"], "Config": {"Cmd": ["sh"]}}
 
 
@@ -22,15 +27,28 @@ def routes(table: dict[str, Reply]):
 
 
 def test_ps_lists_with_filters_and_prints_dockers_table(daemon, cli) -> None:
-    listed = [{"Id": CID, "Names": ["/web"], "Image": "busybox", "ImageID": IMAGE_ID, "Command": "sleep 100",
-               "Created": int(time.time()) - 150, "Ports": [], "Labels": {}, "State": "exited",
-               "Status": "Exited (0) 2 minutes ago"}]
+    listed = [
+        {
+            "Id": CID,
+            "Names": ["/web"],
+            "Image": "busybox",
+            "ImageID": IMAGE_ID,
+            "Command": "sleep 100",
+            "Created": int(time.time()) - 150,
+            "Ports": [],
+            "Labels": {},
+            "State": "exited",
+            "Status": "Exited (0) 2 minutes ago",
+        }
+    ]
     scripted = daemon(routes({"GET /containers/json": Reply(body=listed)}))
     result = cli(scripted.host, "ps", "-a", "--filter", "status=exited", "--filter", "name=web")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-    assert lines[1].startswith("febc9683d611   busybox   \"sleep 100\"   2 minutes ago   Exited (0) 2 minutes ago")
+    assert lines[1].startswith(
+        'febc9683d611   busybox   "sleep 100"   2 minutes ago   Exited (0) 2 minutes ago'
+    )
     assert lines[1].endswith("web")
     request = scripted.find("GET", "/containers/json")
     assert request.query["all"] == ["1"]
@@ -50,8 +68,16 @@ def test_ps_template_error_exits_1(daemon, cli) -> None:
 
 
 def test_images_and_quiet(daemon, cli) -> None:
-    listed = [{"Id": IMAGE_ID, "RepoTags": ["busybox:latest", "bb:1"], "Created": int(time.time()) - 600,
-               "Size": 1982256, "SharedSize": -1, "Containers": -1}]
+    listed = [
+        {
+            "Id": IMAGE_ID,
+            "RepoTags": ["busybox:latest", "bb:1"],
+            "Created": int(time.time()) - 600,
+            "Size": 1982256,
+            "SharedSize": -1,
+            "Containers": -1,
+        }
+    ]
     scripted = daemon(routes({"GET /images/json": Reply(body=listed)}))
     result = cli(scripted.host, "images", "busybox")
     assert result.stdout.splitlines() == [
@@ -60,15 +86,20 @@ def test_images_and_quiet(daemon, cli) -> None:
         "bb           1         1c07c4615e16   10 minutes ago   1.98MB",
     ]
     assert json.loads(scripted.find("GET", "/images/json").query["filters"][0]) == {
-        "reference": {"busybox": True}}
+        "reference": {"busybox": True}
+    }
     assert cli(scripted.host, "images", "-q").stdout == "1c07c4615e16\n"
 
 
 def test_inspect_tries_container_then_image_and_reports_missing(daemon, cli) -> None:
-    scripted = daemon(routes({
-        "GET /containers/web/json": Reply(body=CONTAINER_JSON),
-        "GET /images/busybox/json": Reply(body=IMAGE_JSON),
-    }))
+    scripted = daemon(
+        routes(
+            {
+                "GET /containers/web/json": Reply(body=CONTAINER_JSON),
+                "GET /images/busybox/json": Reply(body=IMAGE_JSON),
+            }
+        )
+    )
     result = cli(scripted.host, "inspect", "web", "busybox")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [CONTAINER_JSON, IMAGE_JSON]
@@ -81,8 +112,12 @@ def test_inspect_tries_container_then_image_and_reports_missing(daemon, cli) -> 
     assert missing.returncode == 1
     assert missing.stdout == "[]\n"
     assert missing.stderr == "Error: No such object: nosuch\n"
-    assert scripted.calls()[-4:] == ["GET /containers/nosuch/json", "GET /images/nosuch/json",
-                                     "GET /networks/nosuch", "GET /volumes/nosuch"]
+    assert scripted.calls()[-4:] == [
+        "GET /containers/nosuch/json",
+        "GET /images/nosuch/json",
+        "GET /networks/nosuch",
+        "GET /volumes/nosuch",
+    ]
 
     typed = cli(scripted.host, "inspect", "--type", "image", "web")
     assert typed.returncode == 1
@@ -94,14 +129,18 @@ def test_inspect_tries_container_then_image_and_reports_missing(daemon, cli) -> 
 
 
 def test_lifecycle_commands_send_dockers_queries(daemon, cli) -> None:
-    scripted = daemon(routes({
-        "POST /containers/web/stop": Reply(204),
-        "POST /containers/old/stop": Reply(304),
-        "POST /containers/web/kill": Reply(204),
-        "POST /containers/web/restart": Reply(204),
-        "DELETE /containers/web": Reply(204),
-        "POST /containers/web/start": Reply(204),
-    }))
+    scripted = daemon(
+        routes(
+            {
+                "POST /containers/web/stop": Reply(204),
+                "POST /containers/old/stop": Reply(304),
+                "POST /containers/web/kill": Reply(204),
+                "POST /containers/web/restart": Reply(204),
+                "DELETE /containers/web": Reply(204),
+                "POST /containers/web/start": Reply(204),
+            }
+        )
+    )
     stop = cli(scripted.host, "stop", "-t", "1", "web", "old", "gone")
     assert stop.returncode == 1
     assert stop.stdout == "web\nold\n"
@@ -122,7 +161,9 @@ def test_lifecycle_commands_send_dockers_queries(daemon, cli) -> None:
 
 
 def test_wait_prints_status_codes(daemon, cli) -> None:
-    scripted = daemon(routes({"POST /containers/web/wait": Reply(chunks=[b'{"Error":null,"StatusCode":7}\n'])}))
+    scripted = daemon(
+        routes({"POST /containers/web/wait": Reply(chunks=[b'{"Error":null,"StatusCode":7}\n'])})
+    )
     result = cli(scripted.host, "wait", "web")
     assert (result.returncode, result.stdout) == (0, "7\n")
     assert scripted.find("POST", "/containers/web/wait").query == {}
@@ -130,30 +171,56 @@ def test_wait_prints_status_codes(daemon, cli) -> None:
 
 def test_logs_inspects_then_demultiplexes(daemon, cli) -> None:
     body = frame(1, b"out1\n") + frame(2, b"err1\n") + frame(1, b"out2\n")
-    scripted = daemon(routes({
-        "GET /containers/web/json": Reply(body=CONTAINER_JSON),
-        f"GET /containers/{CID}/logs": Reply(chunks=[body[:5], body[5:17], body[17:]],
-                                             content_type="application/vnd.docker.raw-stream"),
-    }))
+    scripted = daemon(
+        routes(
+            {
+                "GET /containers/web/json": Reply(body=CONTAINER_JSON),
+                f"GET /containers/{CID}/logs": Reply(
+                    chunks=[body[:5], body[5:17], body[17:]], content_type="application/vnd.docker.raw-stream"
+                ),
+            }
+        )
+    )
     result = cli(scripted.host, "logs", "--tail", "5", "-t", "-f", "web")
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("out1\nout2\n", "err1\n")
     assert scripted.find("GET", f"/containers/{CID}/logs").query == {
-        "stderr": ["1"], "stdout": ["1"], "tail": ["5"], "follow": ["1"], "timestamps": ["1"]}
+        "stderr": ["1"],
+        "stdout": ["1"],
+        "tail": ["5"],
+        "follow": ["1"],
+        "timestamps": ["1"],
+    }
 
 
 def test_image_commands(daemon, cli, tmp_path: Path) -> None:
     tarball = tmp_path / "rootfs.tar"
     tarball.write_bytes(b"not really a tar, the daemon decides")
-    scripted = daemon(routes({
-        "POST /images/busybox/tag": Reply(201, b"", content_type="text/plain"),
-        "DELETE /images/bb:1": Reply(body=[{"Untagged": "bb:1"}, {"Deleted": IMAGE_ID}]),
-        "POST /images/create": Reply(chunks=[b'{"status":"' + IMAGE_ID.encode() + b'"}\r\n']),
-        "GET /images/busybox/history": Reply(body=[{"Id": IMAGE_ID, "Created": int(time.time()) - 60,
-                                                    "CreatedBy": "", "Size": 1982256, "Comment": "Imported"}]),
-    }))
+    scripted = daemon(
+        routes(
+            {
+                "POST /images/busybox/tag": Reply(201, b"", content_type="text/plain"),
+                "DELETE /images/bb:1": Reply(body=[{"Untagged": "bb:1"}, {"Deleted": IMAGE_ID}]),
+                "POST /images/create": Reply(chunks=[b'{"status":"' + IMAGE_ID.encode() + b'"}\r\n']),
+                "GET /images/busybox/history": Reply(
+                    body=[
+                        {
+                            "Id": IMAGE_ID,
+                            "Created": int(time.time()) - 60,
+                            "CreatedBy": "",
+                            "Size": 1982256,
+                            "Comment": "Imported",
+                        }
+                    ]
+                ),
+            }
+        )
+    )
     assert cli(scripted.host, "tag", "busybox", "localhost:5000/bb:v1").returncode == 0
-    assert scripted.find("POST", "/images/busybox/tag").query == {"repo": ["localhost:5000/bb"], "tag": ["v1"]}
+    assert scripted.find("POST", "/images/busybox/tag").query == {
+        "repo": ["localhost:5000/bb"],
+        "tag": ["v1"],
+    }
 
     rmi = cli(scripted.host, "rmi", "-f", "bb:1")
     assert rmi.stdout == f"Untagged: bb:1\nDeleted: {IMAGE_ID}\n"
@@ -163,8 +230,13 @@ def test_image_commands(daemon, cli, tmp_path: Path) -> None:
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == IMAGE_ID + "\n"
     request = scripted.find("POST", "/images/create")
-    assert request.query == {"fromSrc": ["-"], "repo": ["mine:1"], "tag": [""], "message": ["hello"],
-                             "changes": ['CMD ["sh"]']}
+    assert request.query == {
+        "fromSrc": ["-"],
+        "repo": ["mine:1"],
+        "tag": [""],
+        "message": ["hello"],
+        "changes": ['CMD ["sh"]'],
+    }
     assert request.body == tarball.read_bytes()
 
     history = cli(scripted.host, "history", "busybox")
@@ -173,8 +245,10 @@ def test_image_commands(daemon, cli, tmp_path: Path) -> None:
 
 
 def test_stream_error_line_fails_the_command(daemon, cli) -> None:
-    stream = [b'{"status":"Pulling from library/x","id":"latest"}\n',
-              b'{"errorDetail":{"message":"registry unreachable"},"error":"registry unreachable"}\n']
+    stream = [
+        b'{"status":"Pulling from library/x","id":"latest"}\n',
+        b'{"errorDetail":{"message":"registry unreachable"},"error":"registry unreachable"}\n',
+    ]
     scripted = daemon(routes({"POST /images/create": Reply(chunks=stream)}))
     result = cli(scripted.host, "pull", "x")
     assert result.returncode == 1
@@ -190,27 +264,55 @@ def test_daemon_error_message_and_status(daemon, cli) -> None:
 
 
 def test_info_shows_pyengine_drivers_and_hooks(daemon, cli) -> None:
-    info = {"Containers": 2, "ContainersRunning": 1, "ContainersPaused": 0, "ContainersStopped": 1,
-            "Images": 3, "Driver": "overlay", "DriverStatus": [["Backing Filesystem", "extfs"]],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"]},
-            "PyengineDrivers": {"storage": [{"Name": "overlay", "Status": "active"}, {"Name": "vfs"}],
-                                "network": []},
-            "PyengineHooks": ["events", "audit"], "MemTotal": 16 * 1024**3, "NCPU": 2}
+    info = {
+        "Containers": 2,
+        "ContainersRunning": 1,
+        "ContainersPaused": 0,
+        "ContainersStopped": 1,
+        "Images": 3,
+        "Driver": "overlay",
+        "DriverStatus": [["Backing Filesystem", "extfs"]],
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"]},
+        "PyengineDrivers": {
+            "storage": [{"Name": "overlay", "Status": "active"}, {"Name": "vfs"}],
+            "network": [],
+        },
+        "PyengineHooks": ["events", "audit"],
+        "MemTotal": 16 * 1024**3,
+        "NCPU": 2,
+    }
     scripted = daemon(routes({"GET /info": Reply(body=info)}))
     result = cli(scripted.host, "info")
     assert result.returncode == 0, result.stderr
-    for line in [" Containers: 2", "  Running: 1", " Storage Driver: overlay", "  Backing Filesystem: extfs",
-                 "  Network: bridge host null", " Pyengine Drivers:", "  network: (none)",
-                 "  storage: overlay (active), vfs", " Hooks: events, audit", " Total Memory: 16GiB"]:
+    for line in [
+        " Containers: 2",
+        "  Running: 1",
+        " Storage Driver: overlay",
+        "  Backing Filesystem: extfs",
+        "  Network: bridge host null",
+        " Pyengine Drivers:",
+        "  network: (none)",
+        "  storage: overlay (active), vfs",
+        " Hooks: events, audit",
+        " Total Memory: 16GiB",
+    ]:
         assert line in result.stdout.splitlines()
     assert cli(scripted.host, "info", "--format", "{{.Driver}}").stdout == "overlay\n"
 
 
 def test_version_shows_client_and_server(daemon, cli) -> None:
-    server = {"Platform": {"Name": "pyengine"}, "Components": [
-        {"Name": "Engine", "Version": "0.1.0", "Details": {"ApiVersion": "1.41", "MinAPIVersion": "1.24",
-                                                           "Os": "linux", "Arch": "amd64"}}],
-              "Version": "0.1.0", "ApiVersion": "1.41"}
+    server = {
+        "Platform": {"Name": "pyengine"},
+        "Components": [
+            {
+                "Name": "Engine",
+                "Version": "0.1.0",
+                "Details": {"ApiVersion": "1.41", "MinAPIVersion": "1.24", "Os": "linux", "Arch": "amd64"},
+            }
+        ],
+        "Version": "0.1.0",
+        "ApiVersion": "1.41",
+    }
     scripted = daemon(routes({"GET /version": Reply(body=server)}))
     result = cli(scripted.host, "version")
     assert result.returncode == 0, result.stderr
@@ -221,16 +323,25 @@ def test_version_shows_client_and_server(daemon, cli) -> None:
 
 
 def test_events_streams_dockers_lines(daemon, cli) -> None:
-    event = {"status": "create", "id": CID, "from": "busybox", "Type": "container", "Action": "create",
-             "Actor": {"ID": CID, "Attributes": {"name": "web", "image": "busybox"}},
-             "time": 1795370847, "timeNano": 1795370847075228880}
+    event = {
+        "status": "create",
+        "id": CID,
+        "from": "busybox",
+        "Type": "container",
+        "Action": "create",
+        "Actor": {"ID": CID, "Attributes": {"name": "web", "image": "busybox"}},
+        "time": 1795370847,
+        "timeNano": 1795370847075228880,
+    }
     scripted = daemon(routes({"GET /events": Reply(chunks=[json.dumps(event).encode() + b"\n"])}))
     result = cli(scripted.host, "events", "--since", "1795370000", "--filter", "type=container")
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert line.endswith(f"container create {CID} (image=busybox, name=web)")
     assert ".075228880" in line
-    assert scripted.find("GET", "/events").query == {"since": ["1795370000"],
-                                                     "filters": ['{"type":{"container":true}}']}
+    assert scripted.find("GET", "/events").query == {
+        "since": ["1795370000"],
+        "filters": ['{"type":{"container":true}}'],
+    }
     formatted = cli(scripted.host, "events", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
     assert formatted.stdout == "create web\n"

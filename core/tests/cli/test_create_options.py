@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from pyengine.cli.attach import FrameDemuxer
 from pyengine.cli.client import encode_query, quote, socket_path_of
 from pyengine.cli.create_options import (
@@ -48,7 +47,12 @@ def test_detached_named_container_with_ports() -> None:
 def test_interactive_tty_sets_stdin_flags_and_console_size() -> None:
     opts = CreateOptions("busybox", interactive=True, tty=True, console_size=(40, 120))
     _, body = build_create_request(opts, environ={})
-    assert (body["AttachStdin"], body["OpenStdin"], body["StdinOnce"], body["Tty"]) == (True, True, True, True)
+    assert (body["AttachStdin"], body["OpenStdin"], body["StdinOnce"], body["Tty"]) == (
+        True,
+        True,
+        True,
+        True,
+    )
     assert body["HostConfig"]["ConsoleSize"] == [40, 120]
     assert body["Cmd"] is None
 
@@ -137,9 +141,13 @@ def test_start_failure_statuses(message: str, status: int) -> None:
 
 
 def test_query_encoding() -> None:
-    assert encode_query({"all": True, "size": False, "skip": None, "name": "a b/c"}) == "?all=1&size=0&name=a%20b%2Fc"
-    assert encode_query({"changes": ["CMD [\"sh\"]", "ENV A=1"]}) == (
-        "?changes=CMD%20%5B%22sh%22%5D&changes=ENV%20A%3D1")
+    assert (
+        encode_query({"all": True, "size": False, "skip": None, "name": "a b/c"})
+        == "?all=1&size=0&name=a%20b%2Fc"
+    )
+    assert encode_query({"changes": ['CMD ["sh"]', "ENV A=1"]}) == (
+        "?changes=CMD%20%5B%22sh%22%5D&changes=ENV%20A%3D1"
+    )
     assert encode_query({}) == ""
     assert quote("ü") == "%C3%BC"
 
@@ -152,8 +160,13 @@ def test_host_parsing() -> None:
 
 
 def test_frame_demuxer_handles_any_split() -> None:
-    stream = (bytes([1, 0, 0, 0, 0, 0, 0, 3]) + b"hi\n" + bytes([2, 0, 0, 0, 0, 0, 0, 4]) + b"err\n"
-              + bytes([1, 0, 0, 0, 0, 0, 0, 0]))
+    stream = (
+        bytes([1, 0, 0, 0, 0, 0, 0, 3])
+        + b"hi\n"
+        + bytes([2, 0, 0, 0, 0, 0, 0, 4])
+        + b"err\n"
+        + bytes([1, 0, 0, 0, 0, 0, 0, 0])
+    )
     for size in range(1, len(stream) + 1):
         demuxer = FrameDemuxer()
         frames = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pyengine.cli.gotemplate import Template, TemplateSyntaxError, render
 from pyengine.cli.gotemplate_funcs import TemplateError, sprintf
 
@@ -46,7 +45,7 @@ CASES = [
     ('{{json "<&>"}}', '"<&>"'),
     # pipelines: the piped value is the LAST argument
     ("{{.Name | upper}}", "/WEB"),
-    ("{{.Name | printf \"%s!\"}}", "/web!"),
+    ('{{.Name | printf "%s!"}}', "/web!"),
     ('{{"a,b" | split "," | len}}', "1"),
     ('{{split "a,b" "," | len}}', "2"),
     ('{{join .Config.Env ";"}}', "PATH=/bin;A=1"),
@@ -58,8 +57,8 @@ CASES = [
     ("{{range .Config.Labels}}{{.}} {{end}}", "web infra "),
     ("{{range .Mounts}}x{{else}}none{{end}}", "none"),
     ("{{range $e := .Config.Cmd}}<{{$e}}>{{end}}", "<sh><-c><echo hi>"),
-    ("{{range .Config.Cmd}}{{if eq . \"-c\"}}{{continue}}{{end}}{{.}};{{end}}", "sh;echo hi;"),
-    ("{{range .Config.Cmd}}{{if eq . \"-c\"}}{{break}}{{end}}{{.}};{{end}}", "sh;"),
+    ('{{range .Config.Cmd}}{{if eq . "-c"}}{{continue}}{{end}}{{.}};{{end}}', "sh;echo hi;"),
+    ('{{range .Config.Cmd}}{{if eq . "-c"}}{{break}}{{end}}{{.}};{{end}}', "sh;"),
     ("{{range .Config.Env}}{{$.Name}}{{end}}", "/web/web"),
     ("{{$n := .Name}}{{range .Config.Cmd}}{{$n}}{{end}}", "/web/web/web"),
     ("{{$x := 1}}{{$x = 2}}{{$x}}", "2"),
@@ -73,7 +72,7 @@ CASES = [
     ("{{with .State}}{{.Status}}/{{.Pid}}{{end}}", "running/4242"),
     ("{{with .Nope}}x{{else}}empty{{end}}", "empty"),
     ("{{with $s := .State}}{{$s.Status}}{{end}}", "running"),
-    ("{{if eq .State.Status \"exited\" \"running\"}}match{{end}}", "match"),
+    ('{{if eq .State.Status "exited" "running"}}match{{end}}', "match"),
     ("{{if ne .State.Pid 0}}nz{{end}}", "nz"),
     ("{{if gt .Count 2}}big{{end}}{{if lt .Count 2}}small{{end}}", "big"),
     ("{{if le .Count 3}}le{{end}}{{if ge .Count 4}}ge{{end}}", "le"),
@@ -103,7 +102,7 @@ CASES = [
     # Docker's functions
     ('{{title "hello world"}}', "Hello World"),
     ("{{upper .Name}}", "/WEB"),
-    ("{{lower \"ABC\"}}", "abc"),
+    ('{{lower "ABC"}}', "abc"),
     ("{{pad .Name 2 1}}|", "  /web |"),
     ('{{pad "" 2 1}}|', "|"),
     ("{{truncate .Id 12}}", "8fa4f99d125b"),
@@ -117,7 +116,7 @@ CASES = [
     ("{{- .Name}}", "/web"),
     ("{{-3}}", "-3"),
     # literals
-    ("{{\"quoted \\\"x\\\"\\n\"}}", 'quoted "x"\n'),
+    ('{{"quoted \\"x\\"\\n"}}', 'quoted "x"\n'),
     ("{{`raw \\n`}}", "raw \\n"),
     ("{{1.5}} {{true}} {{0x10}}", "1.5 true 16"),
 ]

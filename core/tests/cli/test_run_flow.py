@@ -9,8 +9,13 @@ from scripted_daemon import Reply, Request, error, frame
 CID = "8fa4f99d125bd832d94b30bed7ddf6c86cd08c5890e93833e0c4a793048ba20f"
 
 
-def engine(exit_code: int = 0, output: bytes = b"", start: Reply | None = None, echo_stdin: bool = False,
-           images: set[str] | None = None):
+def engine(
+    exit_code: int = 0,
+    output: bytes = b"",
+    start: Reply | None = None,
+    echo_stdin: bool = False,
+    images: set[str] | None = None,
+):
     """A route function that behaves like the engine for one container."""
     images = {"busybox"} if images is None else images
 
@@ -148,8 +153,13 @@ def test_create_prints_the_id(daemon, cli) -> None:
 def test_start_attach_uses_the_containers_config(daemon, cli) -> None:
     def route(request: Request) -> Reply:
         if request.path == "/containers/web/json":
-            return Reply(body={"Id": CID, "Config": {"Tty": False, "OpenStdin": False},
-                               "HostConfig": {"AutoRemove": False}})
+            return Reply(
+                body={
+                    "Id": CID,
+                    "Config": {"Tty": False, "OpenStdin": False},
+                    "HostConfig": {"AutoRemove": False},
+                }
+            )
         return engine(exit_code=2, output=frame(1, b"out\n"))(request)
 
     scripted = daemon(route)

@@ -9,10 +9,10 @@ fresh connections so they never interleave with a response being read.
 
 from __future__ import annotations
 
+import _socket
 import os
 import select
 import signal
-import _socket
 from collections.abc import Callable, Iterator
 from typing import Any
 

@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
 import click
@@ -80,7 +81,9 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
 @click.option("-s", "--signal", "stop_signal", help="Signal to send to the container")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
-def stop(ctx: click.Context, timeout: int | None, stop_signal: str | None, containers: tuple[str, ...]) -> int:
+def stop(
+    ctx: click.Context, timeout: int | None, stop_signal: str | None, containers: tuple[str, ...]
+) -> int:
     """Stop one or more running containers."""
     client = client_of(ctx)
     query = {"t": timeout, "signal": stop_signal}
@@ -209,7 +212,7 @@ def parse_timestamp(value: str, now: float | None = None) -> str:
         return f"{now - seconds:.9f}".rstrip("0").rstrip(".")
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return value
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     text = value.replace("Z", "+00:00")
     try:
@@ -217,21 +220,29 @@ def parse_timestamp(value: str, now: float | None = None) -> str:
     except ValueError:
         raise CommandError(f"invalid value for --since/--until: {value!r}", 1) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc) if "T" in value else moment.astimezone()
+        moment = moment.replace(tzinfo=UTC) if "T" in value else moment.astimezone()
     return f"{moment.timestamp():.9f}".rstrip("0").rstrip(".")
 
 
 @click.command(context_settings=_SETTINGS)
 @click.option("-f", "--follow", is_flag=True, help="Follow log output")
-@click.option("-n", "--tail", default="all", help='Number of lines to show from the end of the logs')
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs")
 @click.option("-t", "--timestamps", is_flag=True, help="Show timestamps")
 @click.option("--since", help="Show logs since timestamp or relative (e.g. 42m for 42 minutes)")
 @click.option("--until", help="Show logs before a timestamp or relative (e.g. 42m for 42 minutes)")
 @click.option("--details", is_flag=True, help="Show extra details provided to logs")
 @click.argument("container")
 @click.pass_context
-def logs(ctx: click.Context, follow: bool, tail: str, timestamps: bool, since: str | None, until: str | None,
-         details: bool, container: str) -> int:
+def logs(
+    ctx: click.Context,
+    follow: bool,
+    tail: str,
+    timestamps: bool,
+    since: str | None,
+    until: str | None,
+    details: bool,
+    container: str,
+) -> int:
     """Fetch the logs of a container."""
     from pyengine.cli.attach import copy_output
 

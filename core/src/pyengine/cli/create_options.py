@@ -158,9 +158,9 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
     return spec, None
 
 
-def build_create_request(opts: CreateOptions, environ: Mapping[str, str] | None = None) -> tuple[
-    dict[str, Any], dict[str, Any]
-]:
+def build_create_request(
+    opts: CreateOptions, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The query (``name``) and JSON body of ``POST /containers/create`` for these flags."""
     environ = os.environ if environ is None else environ
     env: list[str] = []

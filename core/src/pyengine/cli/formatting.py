@@ -57,7 +57,7 @@ def human_duration(seconds: float) -> str:
 
 
 def since(timestamp: float, now: float | None = None) -> str:
-    """"5 minutes ago" for a unix timestamp."""
+    """ "5 minutes ago" for a unix timestamp."""
     now = time.time() if now is None else now
     return human_duration(max(0.0, now - timestamp)) + " ago"
 
@@ -210,12 +210,24 @@ def container_row(container: Mapping[str, Any], truncate: bool, now: float | Non
 
 
 CONTAINER_HEADERS = {
-    "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
-    "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
-    "Names": "NAMES", "Labels": "LABELS", "Mounts": "MOUNTS",
-    "LocalVolumes": "LOCAL VOLUMES", "Networks": "NETWORKS",
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Mounts": "MOUNTS",
+    "LocalVolumes": "LOCAL VOLUMES",
+    "Networks": "NETWORKS",
 }
-CONTAINER_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+CONTAINER_TABLE = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+)
 
 
 def _split_reference(reference: str) -> tuple[str, str]:
@@ -251,7 +263,9 @@ def image_rows(image: Mapping[str, Any], truncate: bool, now: float | None = Non
             Size=human_size(image.get("Size") or 0),
             VirtualSize=human_size(image.get("VirtualSize") or image.get("Size") or 0, 4),
             SharedSize="N/A" if shared is None or shared < 0 else human_size(shared),
-            UniqueSize="N/A" if shared is None or shared < 0 else human_size((image.get("Size") or 0) - shared),
+            UniqueSize="N/A"
+            if shared is None or shared < 0
+            else human_size((image.get("Size") or 0) - shared),
             Containers="N/A" if containers is None or containers < 0 else str(containers),
         )
         row.labels = image.get("Labels") or {}
@@ -260,15 +274,24 @@ def image_rows(image: Mapping[str, Any], truncate: bool, now: float | None = Non
 
 
 IMAGE_HEADERS = {
-    "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
-    "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "VIRTUAL SIZE",
-    "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS",
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "VirtualSize": "VIRTUAL SIZE",
+    "SharedSize": "SHARED SIZE",
+    "UniqueSize": "UNIQUE SIZE",
+    "Containers": "CONTAINERS",
 }
 IMAGE_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 
 
-def history_row(layer: Mapping[str, Any], truncate: bool, human: bool = True,
-                now: float | None = None) -> RowContext:
+def history_row(
+    layer: Mapping[str, Any], truncate: bool, human: bool = True, now: float | None = None
+) -> RowContext:
     """Docker's HistoryContext fields for one entry of ``GET /images/{name}/history``."""
     layer_id = layer.get("Id") or "<missing>"
     created = float(layer.get("Created") or 0)
@@ -276,8 +299,9 @@ def history_row(layer: Mapping[str, Any], truncate: bool, human: bool = True,
     size = int(layer.get("Size") or 0)
     row = HistoryRow(
         ID=truncate_id(layer_id) if truncate and layer_id != "<missing>" else layer_id,
-        CreatedSince=since(created, now) if human else time.strftime(
-            "%Y-%m-%dT%H:%M:%S%z", time.localtime(created)),
+        CreatedSince=since(created, now)
+        if human
+        else time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(created)),
         CreatedAt=time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(created)),
         CreatedBy=ellipsis(created_by, 45) if truncate else created_by,
         Size=human_size(size) if human else str(size),
@@ -289,8 +313,13 @@ def history_row(layer: Mapping[str, Any], truncate: bool, human: bool = True,
 
 
 HISTORY_HEADERS = {
-    "ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
-    "Size": "SIZE", "Comment": "COMMENT", "Tags": "TAGS",
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+    "Tags": "TAGS",
 }
 HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
 
@@ -298,7 +327,9 @@ HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{
 def _header_functions() -> dict[str, Any]:
     """Docker renders the header row with these functions returning their first argument as is."""
     identity = lambda value, *_rest: value  # noqa: E731
-    return {name: identity for name in ("json", "split", "join", "title", "lower", "upper", "pad", "truncate")}
+    return {
+        name: identity for name in ("json", "split", "join", "title", "lower", "upper", "pad", "truncate")
+    }
 
 
 def render_rows(

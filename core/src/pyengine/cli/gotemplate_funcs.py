@@ -243,9 +243,15 @@ def _format_one(verb: str, flags: str, width: str, precision: str | None, arg: A
 def _compare(name: str, op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     def compare(left: Any, right: Any) -> bool:
         numbers = (int, float)
-        if isinstance(left, bool) or isinstance(right, bool) or not (
-            isinstance(left, numbers) and isinstance(right, numbers)
-            or isinstance(left, str) and isinstance(right, str)
+        if (
+            isinstance(left, bool)
+            or isinstance(right, bool)
+            or not (
+                isinstance(left, numbers)
+                and isinstance(right, numbers)
+                or isinstance(left, str)
+                and isinstance(right, str)
+            )
         ):
             raise TemplateError(f"error calling {name}: incompatible types for comparison")
         return op(left, right)

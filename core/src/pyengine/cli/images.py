@@ -97,14 +97,22 @@ def pull(ctx: click.Context, quiet: bool, all_tags: bool, reference: str) -> int
 
 
 @click.command("import", context_settings=_SETTINGS)
-@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
+@click.option(
+    "-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image"
+)
 @click.option("-m", "--message", help="Set commit message for imported image")
 @click.option("--platform", help="Set platform if server is multi-platform capable")
 @click.argument("source")
 @click.argument("reference", required=False)
 @click.pass_context
-def import_(ctx: click.Context, changes: tuple[str, ...], message: str | None, platform: str | None,
-            source: str, reference: str | None) -> int:
+def import_(
+    ctx: click.Context,
+    changes: tuple[str, ...],
+    message: str | None,
+    platform: str | None,
+    source: str,
+    reference: str | None,
+) -> int:
     """Import the contents from a tarball to create a filesystem image."""
     client = client_of(ctx)
     query: dict[str, Any] = {"fromSrc": "-"}
@@ -188,7 +196,9 @@ def rmi(ctx: click.Context, force: bool, no_prune: bool, images: tuple[str, ...]
 @click.option("--format", "format_text", default="", help="Format output using a custom template")
 @click.argument("image")
 @click.pass_context
-def history(ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, format_text: str, image: str) -> int:
+def history(
+    ctx: click.Context, human: bool, no_trunc: bool, quiet: bool, format_text: str, image: str
+) -> int:
     """Show the history of an image."""
     from pyengine.cli import formatting
 

@@ -22,8 +22,11 @@ def parse_filters(items: Iterable[str]) -> str | None:
     for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key:
-            raise CommandError(f"invalid argument \"{item}\" for \"-f, --filter\" flag: bad format of "
-                               "filter (expected name=value)", 125)
+            raise CommandError(
+                f'invalid argument "{item}" for "-f, --filter" flag: bad format of '
+                "filter (expected name=value)",
+                125,
+            )
         filters.setdefault(key.strip().lower(), {})[value] = True
     return json.dumps(filters, separators=(",", ":")) if filters else None
 
@@ -43,17 +46,30 @@ def _render(format_text: str, rows: list[Any], headers: dict[str, str], default_
 
 
 @click.command(context_settings=_SETTINGS)
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running)")
+@click.option(
+    "-a", "--all", "show_all", is_flag=True, help="Show all containers (default shows just running)"
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only display container IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
 @click.option("--format", "format_text", default="", help="Format output using a custom template")
-@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)")
+@click.option(
+    "-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)"
+)
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states)")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes")
 @click.pass_context
-def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...],
-       format_text: str, last: int, latest: bool, size: bool) -> int:
+def ps(
+    ctx: click.Context,
+    show_all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    filters: tuple[str, ...],
+    format_text: str,
+    last: int,
+    latest: bool,
+    size: bool,
+) -> int:
     """List containers."""
     from pyengine.cli import formatting
 
@@ -78,7 +94,9 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, filters:
 
 
 @click.command(context_settings=_SETTINGS)
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all images (default hides intermediate images)")
+@click.option(
+    "-a", "--all", "show_all", is_flag=True, help="Show all images (default hides intermediate images)"
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only show image IDs")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output")
 @click.option("--digests", is_flag=True, help="Show digests")
@@ -86,8 +104,16 @@ def ps(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, filters:
 @click.option("--format", "format_text", default="", help="Format output using a custom template")
 @click.argument("repository", required=False)
 @click.pass_context
-def images(ctx: click.Context, show_all: bool, quiet: bool, no_trunc: bool, digests: bool,
-           filters: tuple[str, ...], format_text: str, repository: str | None) -> int:
+def images(
+    ctx: click.Context,
+    show_all: bool,
+    quiet: bool,
+    no_trunc: bool,
+    digests: bool,
+    filters: tuple[str, ...],
+    format_text: str,
+    repository: str | None,
+) -> int:
     """List images."""
     from pyengine.cli import formatting
 
@@ -139,11 +165,17 @@ def inspect_one(client: Client, name: str, kind: str | None, size: bool) -> Any:
 @click.command(context_settings=_SETTINGS)
 @click.option("-f", "--format", "format_text", default="", help="Format output using a custom template")
 @click.option("-s", "--size", is_flag=True, help="Display total file sizes if the type is container")
-@click.option("--type", "kind", type=click.Choice(["container", "image", "network", "volume"]),
-              help="Return JSON for specified type")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["container", "image", "network", "volume"]),
+    help="Return JSON for specified type",
+)
 @click.argument("names", nargs=-1, required=True)
 @click.pass_context
-def inspect(ctx: click.Context, format_text: str, size: bool, kind: str | None, names: tuple[str, ...]) -> int:
+def inspect(
+    ctx: click.Context, format_text: str, size: bool, kind: str | None, names: tuple[str, ...]
+) -> int:
     """Return low-level information on pyengine objects."""
     client = client_of(ctx)
     template = None
@@ -171,8 +203,9 @@ def inspect(ctx: click.Context, format_text: str, size: bool, kind: str | None, 
                 raise CommandError(f"template parsing error: {exc}", 1) from exc
         sys.stdout.write("".join(out))
     elif format_text == "json":
-        sys.stdout.write("".join(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
-                                 for obj in found))
+        sys.stdout.write(
+            "".join(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n" for obj in found)
+        )
     else:
         sys.stdout.write(json.dumps(found, indent=4, ensure_ascii=False) + "\n")
     sys.stdout.flush()

@@ -129,8 +129,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "--host",
     default=None,
     metavar="HOST",
-    help="Daemon socket to connect to (unix://PATH); default $PYENGINE_HOST, $DOCKER_HOST or "
-    + DEFAULT_HOST,
+    help="Daemon socket to connect to (unix://PATH); default $PYENGINE_HOST, $DOCKER_HOST or " + DEFAULT_HOST,
 )
 @click.option(
     "--version",

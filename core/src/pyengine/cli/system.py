@@ -78,12 +78,18 @@ def version_text(client: Mapping[str, Any], server: Mapping[str, Any] | None) ->
             api = details.get("ApiVersion") or server.get("ApiVersion")
             minimum = details.get("MinAPIVersion") or server.get("MinAPIVersion")
             lines.append(f"  API version:      {api} (minimum version {minimum})")
-            for label, key in (("Go version", "GoVersion"), ("Python version", "PythonVersion"),
-                               ("Git commit", "GitCommit"), ("Built", "BuildTime")):
+            for label, key in (
+                ("Go version", "GoVersion"),
+                ("Python version", "PythonVersion"),
+                ("Git commit", "GitCommit"),
+                ("Built", "BuildTime"),
+            ):
                 if details.get(key):
                     lines.append(f"  {label + ':':<18}{details[key]}")
-            lines.append(f"  OS/Arch:          {details.get('Os', server.get('Os'))}/"
-                         f"{details.get('Arch', server.get('Arch'))}")
+            lines.append(
+                f"  OS/Arch:          {details.get('Os', server.get('Os'))}/"
+                f"{details.get('Arch', server.get('Arch'))}"
+            )
             lines.append(f"  Experimental:     {details.get('Experimental', 'false')}")
         else:
             for key, value in details.items():
@@ -148,8 +154,10 @@ def info_text(info: Mapping[str, Any]) -> str:
         out.append(" Pyengine Drivers:")
         for kind in sorted(drivers):
             entries = drivers[kind] or []
-            names = [f"{e.get('Name')} ({e.get('Status')})" if e.get("Status") else str(e.get("Name"))
-                     for e in entries]
+            names = [
+                f"{e.get('Name')} ({e.get('Status')})" if e.get("Status") else str(e.get("Name"))
+                for e in entries
+            ]
             out.append(f"  {kind}: {', '.join(names) if names else '(none)'}")
     hooks = info.get("PyengineHooks")
     if hooks is not None:
@@ -224,8 +232,9 @@ def event_line(event: Mapping[str, Any]) -> str:
 @click.option("-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided")
 @click.option("--format", "format_text", default="", help="Format output using a custom template")
 @click.pass_context
-def events(ctx: click.Context, since: str | None, until: str | None, filters: tuple[str, ...],
-           format_text: str) -> int:
+def events(
+    ctx: click.Context, since: str | None, until: str | None, filters: tuple[str, ...], format_text: str
+) -> int:
     """Get real time events from the server."""
     from pyengine.cli.containers import parse_timestamp
     from pyengine.cli.listing import parse_filters
