@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ class Reply:
     chunks: list[bytes] | None = None  # send chunked, one write per chunk
     hijack: bytes | None = None  # answer 101 then send these bytes and close
     echo_stdin: bool = False  # with hijack: first read the client's stdin to EOF, send it back framed
+    hold: threading.Event | None = None  # with hijack: send the output only once this is set
+    stdin_until: bytes | None = None  # with hijack: stop reading stdin once this arrived, not at EOF
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +76,16 @@ class ScriptedDaemon:
     @property
     def host(self) -> str:
         return f"unix://{self.path}"
+
+    def wait_for(self, method: str, path: str, timeout: float = 60) -> Request:
+        """Block until the CLI has sent this request (the CLI runs in another process)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for request in list(self.requests):
+                if request.method == method and request.path == path:
+                    return request
+            time.sleep(0.01)
+        raise AssertionError(f"the CLI never sent {method} {path}; it sent {self.calls()}")
 
     def calls(self) -> list[str]:
         """``"POST /containers/create"`` lines in order, for comparing sequences."""
@@ -138,9 +151,13 @@ class ScriptedDaemon:
             received = b""
             while data := conn.recv(65536):
                 received += data
+                if reply.stdin_until is not None and reply.stdin_until in received:
+                    break  # a terminal in raw mode never sends EOF: the "container" exits here
             self.stdin_received.append(received)
             if reply.echo_stdin:
                 conn.sendall(frame(1, received))
+            if reply.hold is not None:
+                reply.hold.wait(60)
             conn.sendall(reply.hijack)
             conn.shutdown(socket.SHUT_WR)
             return False
@@ -172,12 +189,18 @@ class Result:
     stderr: str
 
 
-def run_cli(host: str, *args: str, stdin: bytes = b"", timeout: float = 60) -> Result:
-    """Run ``python -m pyengine -H host args...`` as a user would, in a child process."""
+def cli_environment() -> dict[str, str]:
+    """The environment of a CLI child: this checkout's sources first, no host from the caller."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYENGINE_HOST", None)
     env.pop("DOCKER_HOST", None)
+    return env
+
+
+def run_cli(host: str, *args: str, stdin: bytes = b"", timeout: float = 60) -> Result:
+    """Run ``python -m pyengine -H host args...`` as a user would, in a child process."""
+    env = cli_environment()
     process = subprocess.run(
         [sys.executable, "-m", "pyengine", "-H", host, *args],
         input=stdin,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
-from scripted_daemon import Reply, Request, error, frame
+from scripted_daemon import Reply, Request, cli_environment, error, frame
 
 CID = "8fa4f99d125bd832d94b30bed7ddf6c86cd08c5890e93833e0c4a793048ba20f"
 
@@ -15,6 +19,7 @@ def engine(
     start: Reply | None = None,
     echo_stdin: bool = False,
     images: set[str] | None = None,
+    hold: threading.Event | None = None,
 ):
     """A route function that behaves like the engine for one container."""
     images = {"busybox"} if images is None else images
@@ -26,7 +31,7 @@ def engine(
                 return error(404, f"No such image: {image}:latest")
             return Reply(201, {"Id": CID, "Warnings": []})
         if request.path == f"/containers/{CID}/attach":
-            return Reply(hijack=output, echo_stdin=echo_stdin)
+            return Reply(hijack=output, echo_stdin=echo_stdin, hold=hold)
         if request.path == f"/containers/{CID}/wait":
             return Reply(chunks=[b'{"Error":null,"StatusCode":%d}\n' % exit_code])
         if request.path == f"/containers/{CID}/start":
@@ -34,6 +39,8 @@ def engine(
         if request.path == "/images/create":
             return error(500, "pulling is not implemented")
         if request.path.endswith("/kill") or request.path.endswith("/resize"):
+            if hold is not None:
+                hold.set()  # the container "dies" of the signal: its output ends
             return Reply(204)
         return error(404, "page not found")
 
@@ -179,3 +186,77 @@ def test_unreachable_daemon_message(cli, tmp_path: Path) -> None:
     result = cli(host, "ps")
     assert result.returncode == 1
     assert result.stderr == f"Cannot connect to the pyengine daemon at {host}. Is the daemon running?\n"
+
+
+def test_signals_to_the_cli_are_forwarded_to_the_container(daemon) -> None:
+    hold = threading.Event()
+    scripted = daemon(engine(exit_code=143, output=frame(1, b"terminated\n"), hold=hold))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pyengine", "-H", scripted.host, "run", "--rm", "busybox", "sleep", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_environment(),
+    )
+    try:
+        scripted.wait_for("POST", f"/containers/{CID}/start")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, stderr
+    assert stdout == b"terminated\n"
+    assert scripted.find("POST", f"/containers/{CID}/kill").query == {"signal": ["TERM"]}
+
+
+def test_run_it_makes_the_terminal_raw_sends_its_size_and_restores_it(daemon) -> None:
+    import fcntl
+    import os
+    import select
+    import struct
+    import termios
+
+    def route(request: Request) -> Reply:
+        if request.path == f"/containers/{CID}/attach":
+            return Reply(hijack=b"bye\n", stdin_until=b"exit 3\r")
+        return engine(exit_code=3)(request)
+
+    scripted = daemon(route)
+    master, terminal = os.openpty()
+    try:
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+        before = termios.tcgetattr(terminal)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyengine", "-H", scripted.host, "run", "-it", "--rm", "busybox", "sh"],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            env=cli_environment(),
+        )
+        try:
+            scripted.wait_for("POST", f"/containers/{CID}/resize")
+            os.write(master, b"exit 3\r")
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        output = b""
+        while select.select([master], [], [], 0)[0]:
+            output += os.read(master, 4096)
+        after = termios.tcgetattr(terminal)
+    finally:
+        os.close(master)
+        os.close(terminal)
+    assert process.returncode == 3, stderr
+    assert after == before  # the terminal is back in cooked mode
+    assert output == b"bye\n"  # raw mode: no \r added by the terminal while the container ran
+    assert scripted.stdin_received == [b"exit 3\r"]  # raw mode: bytes as typed
+    assert scripted.find("POST", f"/containers/{CID}/resize").query == {"h": ["33"], "w": ["111"]}
+    create = scripted.find("POST", "/containers/create").json()
+    assert (create["Tty"], create["OpenStdin"], create["HostConfig"]["ConsoleSize"]) == (
+        True,
+        True,
+        [33, 111],
+    )

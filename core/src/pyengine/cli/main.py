@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "daemon": "pyengine.cli.daemon_cmd:daemon",
 }
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 AUTOSTART_LOG = "/var/log/pyengine.log"
 AUTOSTART_TIMEOUT = 10.0
 
@@ -86,30 +87,48 @@ class Globals:
     def client(self) -> Client:
         if self._client is None:
             autostart = start_daemon if self.host == DEFAULT_HOST and os.geteuid() == 0 else None
-            self._client = Client(self.host, autostart=autostart)
+            try:
+                self._client = Client(self.host, autostart=autostart)
+            except ValueError as exc:
+                raise CommandError(f"pyengine: {exc}", 1) from exc
         return self._client
 
 
 def start_daemon(client: Client) -> None:
-    """Start ``pyengine daemon`` in its own session and wait until it answers ``/_ping``."""
+    """Start ``pyengine daemon`` in its own session and wait until it answers ``/_ping``.
+
+    A lock next to the socket makes concurrent CLIs (``run -d`` in parallel) start one daemon: the
+    others wait for the lock, then find it answering.
+    """
+    import fcntl
     import subprocess
     import time
 
-    with open(AUTOSTART_LOG, "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "pyengine", "daemon"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + AUTOSTART_TIMEOUT
-    while time.monotonic() < deadline:
+    lock_dir = os.path.dirname(client.socket_path)
+    os.makedirs(lock_dir, mode=0o711, exist_ok=True)
+    with open(os.path.join(lock_dir, "autostart.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if client.ping():
             return
-        time.sleep(0.05)
-    raise DaemonUnreachable(client.host)
+        with open(AUTOSTART_LOG, "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "pyengine", "daemon"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                close_fds=True,
+            )
+        deadline = time.monotonic() + AUTOSTART_TIMEOUT
+        while time.monotonic() < deadline:
+            if client.ping():
+                return
+            if process.poll() not in (None, 0):  # exit 0 may be a daemon that forked: keep waiting
+                break
+            time.sleep(0.02)
+    unreachable = DaemonUnreachable(client.host)
+    unreachable.hint = f"Starting it failed; see {AUTOSTART_LOG}"
+    raise unreachable
 
 
 def client_of(ctx: click.Context) -> Client:
@@ -160,7 +179,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.UsageError as exc:
         exc.show()
-        return 125
+        # "pyengine" alone prints the help, which is not a mistake (docker exits 0 too)
+        return 0 if isinstance(exc, _NO_ARGS_IS_HELP) else 125
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -175,6 +195,8 @@ def run_cli(argv: list[str] | None = None) -> int:
         return 1
     except DaemonUnreachable as exc:
         click.echo(f"Cannot connect to the pyengine daemon at {exc}. Is the daemon running?", err=True)
+        if getattr(exc, "hint", None):
+            click.echo(exc.hint, err=True)
         return 1
     except BrokenPipeError:
         return 1

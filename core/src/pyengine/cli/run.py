@@ -137,7 +137,10 @@ def run(ctx: click.Context, detach: bool, pull: str, **params: Any) -> int:
         start_or_fail(client, container_id, None, opts.auto_remove)
         print(container_id)
         return 0
-    return run_attached(client, container_id, opts.tty, opts.interactive, opts.auto_remove)
+    try:
+        return run_attached(client, container_id, opts.tty, opts.interactive, opts.auto_remove)
+    except APIError as exc:  # attach or wait refused: docker run reports these with 125 too
+        raise CommandError(f"pyengine: Error response from daemon: {exc.message}", 125) from exc
 
 
 @click.command(context_settings=_ARGS_SETTINGS)
@@ -187,11 +190,13 @@ def run_attached(client: Client, container_id: str, tty: bool, interactive: bool
     try:
         if terminal is not None:
             terminal.__enter__()
+        # As docker run: signals sent to the CLI go to the container, with or without a TTY (in raw
+        # mode ^C is a byte on stdin anyway, but a `kill` of the CLI must reach the container).
+        # Installed before start so that no signal can end the CLI and leave the container behind.
+        restore_handlers.append(attach.proxy_signals(client, container_id))
         start_or_fail(client, container_id, wait, auto_remove)
         if tty:
             restore_handlers.append(attach.follow_terminal_size(client, f"/containers/{container_id}/resize"))
-        else:
-            restore_handlers.append(attach.proxy_signals(client, container_id))
         attach.pump(stream, tty, stdin_fd)
     finally:
         if terminal is not None:
