@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
+from pyengine.cli.app import client_of
 from pyengine.cli.client import APIError, Client
-from pyengine.cli.main import CommandError, client_of
+from pyengine.cli.session import CommandError
 
 _SETTINGS = {"help_option_names": ["--help"]}
 
@@ -50,7 +51,7 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
     if attach or interactive:
         if len(containers) > 1:
             raise CommandError("pyengine: you cannot start and attach multiple containers at once", 1)
-        from pyengine.cli.run import run_attached
+        from pyengine.cli.runner import run_attached
 
         info = client.get(f"/containers/{containers[0]}/json")
         config = info.get("Config") or {}
@@ -193,7 +194,7 @@ def attach(ctx: click.Context, no_stdin: bool, sig_proxy: bool, container: str) 
         for undo in restore:
             undo()
         stream.sock.close()
-    from pyengine.cli.run import wait_status
+    from pyengine.cli.runner import wait_status
 
     return wait_status(waiter)
 

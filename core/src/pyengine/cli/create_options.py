@@ -10,6 +10,30 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+# The flags of ``run``/``create``, docker's names: (names, dest, kind, help). kind is "bool", "value",
+# "int", "multi" (repeatable) or "choice:<default>,<other>...". Both the click commands and the
+# click-free parser of fastrun.py are built from this one table.
+RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("-d", "--detach"), "detach", "bool", "Run container in background and print container ID"),
+    (("-i", "--interactive"), "interactive", "bool", "Keep STDIN open even if not attached"),
+    (("-t", "--tty"), "tty", "bool", "Allocate a pseudo-TTY"),
+    (("--rm",), "auto_remove", "bool", "Automatically remove the container when it exits"),
+    (("--name",), "name", "value", "Assign a name to the container"),
+    (("-e", "--env"), "env", "multi", "Set environment variables"),
+    (("--env-file",), "env_file", "multi", "Read in a file of environment variables"),
+    (("-w", "--workdir"), "workdir", "value", "Working directory inside the container"),
+    (("-u", "--user"), "user", "value", "Username or UID (format: <name|uid>[:<group|gid>])"),
+    (("-h", "--hostname"), "hostname", "value", "Container host name"),
+    (("--entrypoint",), "entrypoint", "value", "Overwrite the default ENTRYPOINT of the image"),
+    (("-l", "--label"), "label", "multi", "Set meta data on a container"),
+    (("--stop-signal",), "stop_signal", "value", "Signal to stop the container"),
+    (("--stop-timeout",), "stop_timeout", "int", "Timeout (in seconds) to stop a container"),
+    (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
+    (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
+    (("--network", "--net"), "network", "value", "Connect a container to a network"),
+    (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
+)
+
 
 class OptionError(ValueError):
     """A flag value the CLI cannot turn into an API body (reported as docker does, exit 125)."""

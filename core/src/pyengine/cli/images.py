@@ -8,9 +8,10 @@ from typing import Any, TextIO
 
 import click
 
+from pyengine.cli.app import client_of
 from pyengine.cli.client import APIError, Client
 from pyengine.cli.gotemplate_funcs import TemplateError
-from pyengine.cli.main import CommandError, client_of
+from pyengine.cli.session import CommandError
 
 _SETTINGS = {"help_option_names": ["--help"]}
 DEFAULT_REGISTRY = "docker.io"

@@ -11,9 +11,10 @@ from typing import Any
 import click
 
 from pyengine import __version__
+from pyengine.cli.app import client_of
 from pyengine.cli.client import API_VERSION, APIError
 from pyengine.cli.gotemplate_funcs import TemplateError
-from pyengine.cli.main import CommandError, client_of
+from pyengine.cli.session import CommandError
 
 _SETTINGS = {"help_option_names": ["--help"]}
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
