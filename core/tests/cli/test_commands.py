@@ -345,3 +345,41 @@ def test_events_streams_dockers_lines(daemon, cli) -> None:
     }
     formatted = cli(scripted.host, "events", "--format", "{{.Action}} {{.Actor.Attributes.name}}")
     assert formatted.stdout == "create web\n"
+
+
+def test_exec_creates_starts_with_upgrade_and_reads_the_exit_code(daemon, cli) -> None:
+    exec_id = "e" * 64
+    scripted = daemon(
+        routes(
+            {
+                "GET /containers/web/json": Reply(body=CONTAINER_JSON),
+                "POST /containers/web/exec": Reply(201, {"Id": exec_id}),
+                f"POST /exec/{exec_id}/start": Reply(hijack=frame(1, b"in\n") + frame(2, b"err\n")),
+                f"GET /exec/{exec_id}/json": Reply(body={"ID": exec_id, "Running": False, "ExitCode": 4}),
+            }
+        )
+    )
+    result = cli(scripted.host, "exec", "-e", "A=1", "-w", "/tmp", "web", "sh", "-c", "exit 4")
+    assert (result.returncode, result.stdout, result.stderr) == (4, "in\n", "err\n")
+    assert scripted.calls() == [
+        "GET /containers/web/json",
+        "POST /containers/web/exec",
+        f"POST /exec/{exec_id}/start",
+        f"GET /exec/{exec_id}/json",
+    ]
+    config = scripted.find("POST", "/containers/web/exec").json()
+    assert config["Cmd"] == ["sh", "-c", "exit 4"]
+    assert (config["Env"], config["WorkingDir"], config["Tty"], config["AttachStdin"]) == (
+        ["A=1"],
+        "/tmp",
+        False,
+        False,
+    )
+    start = scripted.find("POST", f"/exec/{exec_id}/start")
+    assert start.json() == {"Detach": False, "Tty": False}
+    assert start.headers["upgrade"] == "tcp"
+    assert scripted.stdin_received == [b""]
+
+    missing = cli(scripted.host, "exec", "gone", "true")
+    assert missing.returncode == 1
+    assert scripted.calls()[-1] == "GET /containers/gone/json"

@@ -11,6 +11,7 @@ from pyengine.cli.create_options import (
     CreateOptions,
     OptionError,
     build_create_request,
+    parse_memory,
     parse_publish,
     parse_volume,
     start_failure_status,
@@ -174,3 +175,43 @@ def test_frame_demuxer_handles_any_split() -> None:
             frames.extend(demuxer.feed(stream[start : start + size]))
         assert frames == [(1, b"hi\n"), (2, b"err\n"), (1, b"")]
         assert demuxer.pending == b""
+
+
+def test_resource_and_security_flags() -> None:
+    opts = CreateOptions(
+        "busybox",
+        restart="on-failure:3",
+        privileged=True,
+        read_only=True,
+        cap_add=["NET_ADMIN"],
+        cap_drop=["ALL"],
+        memory="512m",
+        cpus="1.5",
+    )
+    host = build_create_request(opts, environ={})[1]["HostConfig"]
+    assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert (host["Privileged"], host["ReadonlyRootfs"]) == (True, True)
+    assert (host["CapAdd"], host["CapDrop"]) == (["NET_ADMIN"], ["ALL"])
+    assert host["Memory"] == 512 * 1024**2
+    assert host["NanoCpus"] == 1_500_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [("1024", 1024), ("1k", 1024), ("1KB", 1024), ("1.5g", 3 * 1024**3 // 2), ("7b", 7)]
+)
+def test_memory_sizes(text: str, size: int) -> None:
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (CreateOptions("b", memory="lots"), "invalid size"),
+        (CreateOptions("b", restart="sometimes"), "invalid restart policy"),
+        (CreateOptions("b", restart="always:3"), "maximum retry count cannot be used"),
+        (CreateOptions("b", cpus="many"), "--cpus"),
+    ],
+)
+def test_bad_resource_flags(opts: CreateOptions, message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        build_create_request(opts, environ={})

@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "wait": "pyengine.cli.containers:wait",
     "attach": "pyengine.cli.containers:attach",
     "logs": "pyengine.cli.containers:logs",
+    "exec": "pyengine.cli.containers:exec_",
     "ps": "pyengine.cli.listing:ps",
     "inspect": "pyengine.cli.listing:inspect",
     "images": "pyengine.cli.listing:images",

@@ -374,11 +374,18 @@ class Client:
             raise APIError(response.status, message)
         return response
 
-    def hijack(self, path: str, query: dict[str, Any] | None = None) -> BufferedSocket:
-        """POST with ``Upgrade: tcp``; after the 101 the connection is a raw duplex byte stream."""
+    def hijack(self, path: str, query: dict[str, Any] | None = None, body: Any = None) -> BufferedSocket:
+        """POST with ``Upgrade: tcp``; after the 101 the connection is a raw duplex byte stream.
+
+        Attach sends no body (``text/plain``, as the docker CLI); exec start sends a JSON ``body``.
+        """
         conn = Connection(self.dial)
         headers = {"Connection": "Upgrade", "Upgrade": "tcp", "Content-Type": "text/plain"}
-        response = conn.request("POST", self._target(path, query), b"", headers)
+        data = b""
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        response = conn.request("POST", self._target(path, query), data, headers)
         if response.status >= 400:
             message = response.error_message()
             conn.close()

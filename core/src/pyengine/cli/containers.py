@@ -266,3 +266,73 @@ def logs(
     finally:
         response.conn.close()
     return 0
+
+
+@click.command("exec", context_settings={**_SETTINGS, "allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background")
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY")
+@click.option("-e", "--env", multiple=True, help="Set environment variables")
+@click.option("-w", "--workdir", help="Working directory inside the container")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(
+    ctx: click.Context,
+    detach: bool,
+    interactive: bool,
+    tty: bool,
+    env: tuple[str, ...],
+    workdir: str | None,
+    user: str | None,
+    privileged: bool,
+    container: str,
+    command: tuple[str, ...],
+) -> int:
+    """Execute a command in a running container."""
+    from pyengine.cli import attach as streams
+    from pyengine.cli.create_options import OptionError, parse_env_line
+
+    client = client_of(ctx)
+    client.get(f"/containers/{container}/json")  # as docker: "No such container" wins over the rest
+    try:
+        variables = [v for v in (parse_env_line(item, os.environ) for item in env) if v is not None]
+    except OptionError as exc:
+        raise CommandError(f"pyengine: {exc}", 125) from exc
+    config = {
+        "User": user or "",
+        "Privileged": privileged,
+        "Tty": tty,
+        "AttachStdin": interactive and not detach,
+        "AttachStdout": not detach,
+        "AttachStderr": not detach,
+        "Detach": detach,
+        "DetachKeys": "",
+        "Env": variables or None,
+        "WorkingDir": workdir or "",
+        "Cmd": list(command),
+    }
+    exec_id = client.post(f"/containers/{container}/exec", None, config)["Id"]
+    if detach:
+        client.request("POST", f"/exec/{exec_id}/start", None, {"Detach": True, "Tty": tty}).read()
+        return 0
+    stream = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": tty})
+    if not interactive:
+        streams.half_close(stream)
+    terminal = streams.RawTerminal(0) if tty and interactive and os.isatty(0) else None
+    restore: list[Callable[[], None]] = []
+    try:
+        if terminal is not None:
+            terminal.__enter__()
+        if tty:
+            restore.append(streams.follow_terminal_size(client, f"/exec/{exec_id}/resize"))
+        streams.pump(stream, tty, 0 if interactive else None)
+    finally:
+        if terminal is not None:
+            terminal.__exit__(None, None, None)
+        for undo in restore:
+            undo()
+        stream.sock.close()
+    return int(client.get(f"/exec/{exec_id}/json").get("ExitCode") or 0)

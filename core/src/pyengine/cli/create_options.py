@@ -31,6 +31,13 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
     (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
     (("--network", "--net"), "network", "value", "Connect a container to a network"),
+    (("--restart",), "restart", "value", "Restart policy to apply when a container exits"),
+    (("--privileged",), "privileged", "bool", "Give extended privileges to this container"),
+    (("--read-only",), "read_only", "bool", "Mount the container's root filesystem as read only"),
+    (("--cap-add",), "cap_add", "multi", "Add Linux capabilities"),
+    (("--cap-drop",), "cap_drop", "multi", "Drop Linux capabilities"),
+    (("-m", "--memory"), "memory", "value", "Memory limit"),
+    (("--cpus",), "cpus", "value", "Number of CPUs"),
     (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
 )
 
@@ -65,9 +72,16 @@ class CreateOptions:
     publish: list[str]
     volumes: list[str]
     network: str | None = None
+    restart: str | None = None
+    privileged: bool = False
+    read_only: bool = False
+    cap_add: list[str]
+    cap_drop: list[str]
+    memory: str | None = None
+    cpus: str | None = None
     console_size: tuple[int, int] | None = None
 
-    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes")
+    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image
@@ -182,6 +196,39 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
     return spec, None
 
 
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_memory(text: str) -> int:
+    """Docker's RAMInBytes: ``512m``, ``1g``, ``1.5GB``, ``1024`` (binary units, case-insensitive)."""
+    lowered = text.strip().lower()
+    number = lowered.rstrip("kmgtpb")
+    unit = lowered[len(number) :]
+    if unit.endswith("b") and len(unit) == 2:
+        unit = unit[0]
+    try:
+        value = float(number)
+    except ValueError:
+        raise OptionError(f"invalid size: '{text}'") from None
+    if unit not in _MEMORY_UNITS or value < 0:
+        raise OptionError(f"invalid size: '{text}'")
+    return int(value * _MEMORY_UNITS[unit])
+
+
+def parse_restart(text: str) -> dict[str, Any]:
+    """``no``, ``always``, ``unless-stopped``, ``on-failure[:N]`` -> HostConfig.RestartPolicy."""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise OptionError(f"invalid restart policy '{name}'")
+    if count and name != "on-failure":
+        raise OptionError(f"maximum retry count cannot be used with restart policy '{name}'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise OptionError(f"maximum retry count must be an integer: {count}") from None
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
 def build_create_request(
     opts: CreateOptions, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -240,6 +287,24 @@ def build_create_request(
         },
         "NetworkingConfig": {"EndpointsConfig": {opts.network or "default": {}}},
     }
+    host_config = body["HostConfig"]
+    if opts.restart:
+        host_config["RestartPolicy"] = parse_restart(opts.restart)
+    if opts.privileged:
+        host_config["Privileged"] = True
+    if opts.read_only:
+        host_config["ReadonlyRootfs"] = True
+    if opts.cap_add:
+        host_config["CapAdd"] = list(opts.cap_add)
+    if opts.cap_drop:
+        host_config["CapDrop"] = list(opts.cap_drop)
+    if opts.memory:
+        host_config["Memory"] = parse_memory(opts.memory)
+    if opts.cpus:
+        try:
+            host_config["NanoCpus"] = int(round(float(opts.cpus) * 1e9))
+        except ValueError:
+            raise OptionError(f'invalid argument "{opts.cpus}" for "--cpus" flag') from None
     if opts.stop_signal:
         body["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:

@@ -49,6 +49,13 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         publish=list(params["publish"]),
         volumes=list(params["volume"]),
         network=params["network"],
+        restart=params["restart"],
+        privileged=params["privileged"],
+        read_only=params["read_only"],
+        cap_add=params["cap_add"],
+        cap_drop=params["cap_drop"],
+        memory=params["memory"],
+        cpus=params["cpus"],
         console_size=console_size,
     )
 
