@@ -29,5 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        pass
+        # `pyengine ps | head -1`: the reader left. Point stdout at /dev/null so that the flush at
+        # interpreter exit does not print a second error.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = status or 1
     sys.exit(status)

@@ -86,6 +86,8 @@ def report(command: Callable[[], int | None]) -> int:
         return 1
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:  # ^C before signals are proxied (or in a command that streams)
+        return 130
     return result if isinstance(result, int) else 0
 
 
