@@ -152,6 +152,12 @@ class Template:
     def _command(self, command: list[tuple], dot: Any, scope: list[tuple[str, Any]], final: Any) -> Any:
         head, args = command[0], command[1:]
         kind = head[0]
+        if (
+            kind == "ident"
+            and head[1] in ("and", "or")
+            and self.functions[head[1]] is funcs.FUNCTIONS[head[1]]
+        ):
+            return self._and_or(head[1] == "and", args, dot, scope, final)
         if kind == "ident":
             values = [self._arg(arg, dot, scope) for arg in args]
             if final is not _NO_FINAL:
@@ -180,6 +186,24 @@ class Template:
         if final is not _NO_FINAL:
             call_args.append(final)
         return self._fields(receiver, names, call_args)
+
+    def _and_or(
+        self, is_and: bool, args: list[tuple], dot: Any, scope: list[tuple[str, Any]], final: Any
+    ) -> Any:
+        """Go's ``and``/``or`` stop at the first argument that decides (``{{if and .A (index .A 0)}}``
+        must not evaluate the index when .A is empty)."""
+        if not args and final is _NO_FINAL:
+            raise TemplateError(
+                f"wrong number of args for {'and' if is_and else 'or'}: want at least 1 got 0"
+            )
+        value: Any = None
+        for arg in args:
+            value = self._arg(arg, dot, scope)
+            if funcs.truth(value) != is_and:
+                return value
+        if final is not _NO_FINAL:
+            value = final
+        return value
 
     def _arg(self, operand: tuple, dot: Any, scope: list[tuple[str, Any]]) -> Any:
         kind = operand[0]
