@@ -9,20 +9,26 @@ fresh connections so they never interleave with a response being read.
 
 from __future__ import annotations
 
+import _signal  # the C module: signal.py builds enums at import time
 import _socket
 import os
 import select
-import signal
-from collections.abc import Callable, Iterator
-from typing import Any
 
 from pyengine.cli.client import BufferedSocket, Client
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 STDOUT_FD = 1
 STDERR_FD = 2
 
 # Docker forwards every signal but CHLD, PIPE and URG; these are the ones a user actually sends.
-PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM")
+# signal number -> the name the kill endpoint takes (docker sends names without "SIG").
+PROXIED_SIGNALS = {
+    getattr(_signal, f"SIG{name}"): name for name in ("INT", "TERM", "HUP", "QUIT", "USR1", "USR2", "ALRM")
+}
 
 
 class FrameDemuxer:
@@ -182,8 +188,8 @@ def resize(client: Client, path: str, fd: int = STDOUT_FD) -> None:
 def follow_terminal_size(client: Client, path: str) -> Callable[[], None]:
     """Resize now and on every SIGWINCH; returns a function that restores the old handler."""
     resize(client, path)
-    previous = signal.signal(signal.SIGWINCH, lambda _signum, _frame: resize(client, path))
-    return lambda: signal.signal(signal.SIGWINCH, previous)
+    previous = _signal.signal(_signal.SIGWINCH, lambda _signum, _frame: resize(client, path))
+    return lambda: _signal.signal(_signal.SIGWINCH, previous)
 
 
 def proxy_signals(client: Client, container_id: str) -> Callable[[], None]:
@@ -193,7 +199,7 @@ def proxy_signals(client: Client, container_id: str) -> Callable[[], None]:
     """
 
     def forward(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name[3:]
+        name = PROXIED_SIGNALS[signum]
         try:
             response = client.open_stream("POST", f"/containers/{container_id}/kill", {"signal": name})
             response.read()
@@ -202,12 +208,11 @@ def proxy_signals(client: Client, container_id: str) -> Callable[[], None]:
             pass
 
     previous = {}
-    for name in PROXIED_SIGNALS:
-        signum = getattr(signal, name)
-        previous[signum] = signal.signal(signum, forward)
+    for signum in PROXIED_SIGNALS:
+        previous[signum] = _signal.signal(signum, forward)
 
     def restore() -> None:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            _signal.signal(signum, handler)
 
     return restore

@@ -9,10 +9,14 @@ and the ``Upgrade: tcp`` hijack that turns a connection into a raw byte stream (
 from __future__ import annotations
 
 import _socket  # the C module: socket.py builds enums at import time, which the run path can skip
-import json
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+
+from pyengine.cli import fastjson as json
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///run/pyengine/pyengine.sock"

@@ -7,8 +7,11 @@ Pure functions, no I/O except reading ``--env-file`` files; the body has the sha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
 
 # The flags of ``run``/``create``, docker's names: (names, dest, kind, help). kind is "bool", "value",
 # "int", "multi" (repeatable) or "choice:<default>,<other>...". Both the click commands and the
