@@ -293,7 +293,9 @@ def test_info_shows_pyengine_drivers_and_hooks(daemon, cli) -> None:
         " Pyengine Drivers:",
         "  network: (none)",
         "  storage: overlay (active), vfs",
-        " Hooks: events, audit",
+        " Hooks:",
+        "  events",
+        "  audit",
         " Total Memory: 16GiB",
     ]:
         assert line in result.stdout.splitlines()

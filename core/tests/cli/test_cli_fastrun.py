@@ -103,7 +103,8 @@ def test_run_path_does_not_import_click_or_the_table_modules(daemon) -> None:
         f"status = run_cli(['-H', {scripted.host!r}, 'run', '--rm', 'busybox', 'echo', 'hi'])\n"
         "heavy = sorted(m for m in set(sys.modules) - before if m == 'click' or m.startswith(("
         "'pyengine.cli.gotemplate', 'pyengine.cli.formatting', 'pyengine.cli.app', 'http', 'urllib',"
-        " 'pydantic', 'aiohttp', 'subprocess', 'dataclasses')))\n"
+        " 'pydantic', 'aiohttp', 'subprocess', 'dataclasses', 'json.', 're.'))"
+        " or m in ('re', 'json', 'typing', 'enum', 'signal', 'socket'))\n"
         "print(status, heavy, file=sys.stderr)\n"
     )
     result = subprocess.run(
@@ -111,3 +112,42 @@ def test_run_path_does_not_import_click_or_the_table_modules(daemon) -> None:
     )
     assert result.stdout == b"hi\n"
     assert result.stderr.decode().strip() == "0 []"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"Id": "abc", "Warnings": []},
+        {"Error": None, "StatusCode": 137},
+        {"message": 'No such image: é:1\n"quoted"'},
+        [1, 2.5, True, False, None, "x", {"nested": {"deep": []}}],
+        {"HostConfig": {"PortBindings": {"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}}},
+    ],
+)
+def test_fastjson_matches_json(value: object) -> None:
+    import json
+
+    from pyengine.cli import fastjson
+
+    assert fastjson.dumps(value) == json.dumps(value)
+    assert fastjson.loads(json.dumps(value)) == value
+    assert fastjson.loads(json.dumps(value, indent=4).encode() + b"\n") == value
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1] trailing", "nope", "{'single': 1}"])
+def test_fastjson_rejects_what_json_rejects(text: str) -> None:
+    import json
+
+    from pyengine.cli import fastjson
+
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        fastjson.loads(text)
+
+
+def test_fastjson_refuses_what_json_cannot_encode() -> None:
+    from pyengine.cli import fastjson
+
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        fastjson.dumps({"x": object()})

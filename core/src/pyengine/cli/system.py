@@ -162,7 +162,8 @@ def info_text(info: Mapping[str, Any]) -> str:
             out.append(f"  {kind}: {', '.join(names) if names else '(none)'}")
     hooks = info.get("PyengineHooks")
     if hooks is not None:
-        out.append(f" Hooks: {', '.join(hooks) if hooks else '(none)'}")
+        out.append(" Hooks:" if hooks else " Hooks: (none)")
+        out.extend(f"  {hook}" for hook in hooks)
     swarm = (info.get("Swarm") or {}).get("LocalNodeState") or "inactive"
     out.append(f" Swarm: {swarm}")
     runtimes = info.get("Runtimes") or {}
