@@ -35,7 +35,18 @@ class APIError(Exception):
 
 
 class DaemonUnreachable(Exception):
-    """Nothing answers on the daemon's socket (missing file or connection refused)."""
+    """Nothing answers on the daemon's socket (missing file or connection refused).
+
+    ``str()`` is the host; ``hint`` (or None) says more when something specific went wrong.
+    """
+
+    def __init__(self, host: str, hint: str | None = None) -> None:
+        super().__init__(host)
+        self.hint = hint
+
+
+class DaemonPermissionDenied(Exception):
+    """The socket exists but this user may not connect to it."""
 
 
 class _NoAnswer(ConnectionError):
@@ -300,6 +311,14 @@ class Client:
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             raise DaemonUnreachable(self.host) from exc
+        except PermissionError as exc:
+            sock.close()
+            raise DaemonPermissionDenied(
+                f"permission denied while trying to connect to the pyengine daemon socket at {self.host}"
+            ) from exc
+        except OSError as exc:
+            sock.close()
+            raise DaemonUnreachable(self.host, f"connect {self.socket_path}: {exc.strerror or exc}") from exc
         return sock
 
     def dial(self) -> _socket.socket:

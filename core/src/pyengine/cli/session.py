@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyengine.cli.client import DEFAULT_HOST, APIError, Client, DaemonUnreachable
+from pyengine.cli.client import DEFAULT_HOST, APIError, Client, DaemonPermissionDenied, DaemonUnreachable
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
 if TYPE_CHECKING:
@@ -66,9 +66,7 @@ def start_daemon(client: Client) -> None:
             if process.poll() not in (None, 0):  # exit 0 may be a daemon that forked: keep waiting
                 break
             time.sleep(0.02)
-    unreachable = DaemonUnreachable(client.host)
-    unreachable.hint = f"Starting it failed; see {AUTOSTART_LOG}"
-    raise unreachable
+    raise DaemonUnreachable(client.host, f"Starting it failed; see {AUTOSTART_LOG}")
 
 
 def report(command: Callable[[], int | None]) -> int:
@@ -84,8 +82,11 @@ def report(command: Callable[[], int | None]) -> int:
         return 1
     except DaemonUnreachable as exc:
         _error(f"Cannot connect to the pyengine daemon at {exc}. Is the daemon running?")
-        if getattr(exc, "hint", None):
+        if exc.hint:
             _error(exc.hint)
+        return 1
+    except DaemonPermissionDenied as exc:
+        _error(str(exc))
         return 1
     except BrokenPipeError:
         return 1
