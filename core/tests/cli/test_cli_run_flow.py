@@ -260,3 +260,51 @@ def test_run_it_makes_the_terminal_raw_sends_its_size_and_restores_it(daemon) ->
         True,
         [33, 111],
     )
+
+
+def test_socket_without_permission_says_so(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import socket
+
+    import pytest
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE")
+    path = tmp_path / "locked.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(str(path))
+        listener.listen(1)
+        os.chmod(path, 0)
+        # As root, only CAP_DAC_OVERRIDE lets us in: run the CLI without it.
+        result = subprocess.run(
+            [
+                "setpriv",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                sys.executable,
+                "-m",
+                "pyengine",
+                "-H",
+                f"unix://{path}",
+                "ps",
+            ],
+            capture_output=True,
+            env=cli_environment(),
+            timeout=60,
+        )
+    finally:
+        listener.close()
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        f"permission denied while trying to connect to the pyengine daemon socket at unix://{path}\n"
+    )
+
+
+def test_unusable_socket_path_gives_the_reason(cli) -> None:
+    host = "unix:///tmp/" + "x" * 120 + ".sock"
+    result = cli(host, "ps")
+    assert result.returncode == 1
+    assert "Is the daemon running?" in result.stderr
+    assert result.stderr.rstrip().endswith("AF_UNIX path too long")
