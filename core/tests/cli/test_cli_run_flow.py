@@ -308,3 +308,11 @@ def test_unusable_socket_path_gives_the_reason(cli) -> None:
     assert result.returncode == 1
     assert "Is the daemon running?" in result.stderr
     assert result.stderr.rstrip().endswith("AF_UNIX path too long")
+
+
+def test_run_it_without_a_terminal_is_refused_before_create(daemon, cli) -> None:
+    scripted = daemon(engine())
+    result = cli(scripted.host, "run", "-it", "--rm", "busybox", "sh", stdin=b"echo hi\n")
+    assert result.returncode == 1
+    assert result.stderr == "the input device is not a TTY\n"
+    assert scripted.calls() == []

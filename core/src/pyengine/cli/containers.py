@@ -51,11 +51,12 @@ def start(ctx: click.Context, attach: bool, interactive: bool, containers: tuple
     if attach or interactive:
         if len(containers) > 1:
             raise CommandError("pyengine: you cannot start and attach multiple containers at once", 1)
-        from pyengine.cli.runner import run_attached
+        from pyengine.cli.runner import check_tty, run_attached
 
         info = client.get(f"/containers/{containers[0]}/json")
         config = info.get("Config") or {}
         host_config = info.get("HostConfig") or {}
+        check_tty(interactive and bool(config.get("OpenStdin")), bool(config.get("Tty")))
         return run_attached(
             client,
             info["Id"],
@@ -173,6 +174,9 @@ def attach(ctx: click.Context, no_stdin: bool, sig_proxy: bool, container: str) 
     config = info.get("Config") or {}
     tty = bool(config.get("Tty"))
     interactive = bool(config.get("OpenStdin")) and not no_stdin
+    from pyengine.cli.runner import check_tty
+
+    check_tty(interactive, tty)
     query = {"stream": True, "stdin": interactive, "stdout": True, "stderr": True}
     stream = client.hijack(f"/containers/{container_id}/attach", query)
     waiter = client.open_stream("POST", f"/containers/{container_id}/wait")
@@ -294,9 +298,11 @@ def exec_(
     """Execute a command in a running container."""
     from pyengine.cli import attach as streams
     from pyengine.cli.create_options import OptionError, parse_env_line
+    from pyengine.cli.runner import check_tty
 
     client = client_of(ctx)
     client.get(f"/containers/{container}/json")  # as docker: "No such container" wins over the rest
+    check_tty(interactive, tty)
     try:
         variables = [v for v in (parse_env_line(item, os.environ) for item in env) if v is not None]
     except OptionError as exc:

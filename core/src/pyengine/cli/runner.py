@@ -97,9 +97,17 @@ def create_container(client: Client, opts: CreateOptions, pull_policy: str) -> s
     return created["Id"]
 
 
+def check_tty(interactive: bool, tty: bool) -> None:
+    """Docker refuses ``-it`` when stdin is not a terminal, before creating anything."""
+    if interactive and tty and not os.isatty(0):
+        raise CommandError("the input device is not a TTY", 1)
+
+
 def run_container(client: Client, params: dict[str, Any]) -> int:
     """``pyengine run`` once its flags are parsed; returns the exit status."""
     detach = bool(params["detach"])
+    if not detach:
+        check_tty(params["interactive"], params["tty"])
     opts = options_from(params, detach)
     container_id = create_container(client, opts, params["pull"])
     if detach:
