@@ -215,3 +215,30 @@ def test_memory_sizes(text: str, size: int) -> None:
 def test_bad_resource_flags(opts: CreateOptions, message: str) -> None:
     with pytest.raises(OptionError, match=message):
         build_create_request(opts, environ={})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("10m", "1699999400"),
+        ("1h30m", "1699994600"),
+        ("1.5s", "1699999998.5"),
+        ("250ms", "1699999999.75"),
+        ("1699990000", "1699990000"),
+        ("1699990000.25", "1699990000.25"),
+        ("2023-11-14T22:13:20Z", "1700000000"),
+        ("2023-11-14T23:13:20+01:00", "1700000000"),
+    ],
+)
+def test_since_and_until_values(value: str, expected: str) -> None:
+    from pyengine.cli.containers import parse_timestamp
+
+    assert parse_timestamp(value, now=1_700_000_000.0) == expected
+
+
+def test_since_rejects_nonsense() -> None:
+    from pyengine.cli.containers import parse_timestamp
+    from pyengine.cli.session import CommandError
+
+    with pytest.raises(CommandError, match="invalid value"):
+        parse_timestamp("yesterday-ish", now=0)

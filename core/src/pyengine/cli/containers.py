@@ -7,7 +7,6 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 import click
@@ -225,7 +224,7 @@ def parse_timestamp(value: str, now: float | None = None) -> str:
     except ValueError:
         raise CommandError(f"invalid value for --since/--until: {value!r}", 1) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC) if "T" in value else moment.astimezone()
+        moment = moment.astimezone()  # no zone given: local time, as docker reads it
     return f"{moment.timestamp():.9f}".rstrip("0").rstrip(".")
 
 
