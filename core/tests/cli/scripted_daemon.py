@@ -120,7 +120,14 @@ class ScriptedDaemon:
                 while (header := reader.readline()) not in (b"\r\n", b""):
                     key, _, value = header.decode().partition(":")
                     headers[key.strip().lower()] = value.strip()
-                body = reader.read(int(headers.get("content-length", "0")))
+                if headers.get("transfer-encoding") == "chunked":
+                    body = b""
+                    while size := int(reader.readline().strip(), 16):
+                        body += reader.read(size)
+                        reader.readline()
+                    reader.readline()
+                else:
+                    body = reader.read(int(headers.get("content-length", "0")))
                 parts = urlsplit(target)
                 path = parts.path
                 if path.startswith("/v1.41/"):

@@ -238,6 +238,11 @@ def test_image_commands(daemon, cli, tmp_path: Path) -> None:
         "changes": ['CMD ["sh"]'],
     }
     assert request.body == tarball.read_bytes()
+    assert request.headers["transfer-encoding"] == "chunked"  # streamed, not held in memory
+
+    piped = cli(scripted.host, "import", "-", stdin=b"tar bytes from stdin")
+    assert piped.returncode == 0, piped.stderr
+    assert scripted.requests[-1].body == b"tar bytes from stdin"
 
     history = cli(scripted.host, "history", "busybox")
     assert history.stdout.splitlines()[0].split() == ["IMAGE", "CREATED", "CREATED", "BY", "SIZE", "COMMENT"]

@@ -264,6 +264,25 @@ class Connection:
         self.sock.sendall(message)
         return self._read_head(method)
 
+    def request_streaming(self, method: str, target: str, body: Any, headers: dict[str, str]) -> Response:
+        """Send a request whose body is read from a file object, in chunked encoding (an image
+        tarball on stdin can be large; it is never held in memory whole)."""
+        lines = [f"{method} {target} HTTP/1.1", "Host: api.moby.localhost", f"User-Agent: {USER_AGENT}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        lines.append("Transfer-Encoding: chunked")
+        self.close()
+        self.connect()
+        assert self.sock is not None
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            while chunk := body.read(1 << 20):
+                self.sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered early (a bad query) and stopped reading: show its answer
+        self.reusable = False
+        return self._read_head(method)
+
     def _read_head(self, method: str) -> Response:
         status_line = self.reader.readline()
         if not status_line:
@@ -346,6 +365,8 @@ class Client:
     ) -> Response:
         headers = dict(headers or {})
         data: bytes | None
+        if hasattr(body, "read"):
+            return conn.request_streaming(method, self._target(path, query), body, headers)
         if body is None or isinstance(body, bytes):
             data = body
         else:

@@ -127,19 +127,23 @@ def import_(
         query["changes"] = list(changes)
     if platform:
         query["platform"] = platform
+    body: Any
     if source == "-":
-        body = sys.stdin.buffer.read()
+        body = sys.stdin.buffer
     elif "://" in source:
         query["fromSrc"] = source
         body = b""
     else:
         try:
-            with open(source, "rb") as handle:
-                body = handle.read()
+            body = open(source, "rb")  # noqa: SIM115 - closed below, after the upload
         except OSError as exc:
             raise CommandError(f"open {source}: {exc.strerror.lower() if exc.strerror else exc}", 1) from exc
     headers = {"Content-Type": "application/x-tar"}
-    response = client.open_stream("POST", "/images/create", query, body, headers)
+    try:
+        response = client.open_stream("POST", "/images/create", query, body, headers)
+    finally:
+        if hasattr(body, "close") and body is not sys.stdin.buffer:
+            body.close()
     try:
         for line in progress_lines(response.iter_json()):
             sys.stdout.write(line)
