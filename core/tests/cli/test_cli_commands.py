@@ -154,6 +154,9 @@ def test_lifecycle_commands_send_dockers_queries(daemon, cli) -> None:
     assert cli(scripted.host, "rm", "-f", "-v", "web").stdout == "web\n"
     assert scripted.find("DELETE", "/containers/web").query == {"force": ["1"], "v": ["1"]}
 
+    assert cli(scripted.host, "rename", "web", "site").returncode == 0
+    assert scripted.find("POST", "/containers/web/rename").query == {"name": ["site"]}
+
     start = cli(scripted.host, "start", "web", "gone")
     assert start.returncode == 1
     assert start.stdout == "web\n"

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "attach": "pyengine.cli.containers:attach",
     "logs": "pyengine.cli.containers:logs",
     "exec": "pyengine.cli.containers:exec_",
+    "rename": "pyengine.cli.containers:rename",
     "ps": "pyengine.cli.listing:ps",
     "inspect": "pyengine.cli.listing:inspect",
     "images": "pyengine.cli.listing:images",

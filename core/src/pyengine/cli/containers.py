@@ -341,3 +341,13 @@ def exec_(
             undo()
         stream.sock.close()
     return int(client.get(f"/exec/{exec_id}/json").get("ExitCode") or 0)
+
+
+@click.command(context_settings=_SETTINGS)
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename(ctx: click.Context, container: str, new_name: str) -> int:
+    """Rename a container."""
+    call(client_of(ctx), "POST", f"/containers/{container}/rename", {"name": new_name})
+    return 0
