@@ -138,6 +138,7 @@ def test_lifecycle_commands_send_dockers_queries(daemon, cli) -> None:
                 "POST /containers/web/restart": Reply(204),
                 "DELETE /containers/web": Reply(204),
                 "POST /containers/web/start": Reply(204),
+                "POST /containers/web/rename": Reply(204),
             }
         )
     )
