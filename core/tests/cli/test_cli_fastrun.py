@@ -28,6 +28,12 @@ AGREEING = [
     ["busybox", "ls", "-l", "--rm", "-e", "X"],  # after IMAGE everything is the command
     ["--", "busybox", "-x"],
     ["--rm", "--", "busybox"],
+    ["-e", "-x", "busybox"],  # a value may start with a dash
+    ["--name", "--rm", "busybox"],
+    ["-e", "--", "busybox"],
+    ["-", "x"],
+    ["--restart", "on-failure:3", "--privileged", "--read-only", "--cap-add", "NET_ADMIN", "busybox"],
+    ["-m", "512m", "--cpus=1.5", "--cap-drop=ALL", "busybox"],
 ]
 
 
