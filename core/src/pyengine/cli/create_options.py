@@ -1,0 +1,328 @@
+"""Turning ``run``/``create`` flags into the body of ``POST /containers/create``.
+
+Pure functions, no I/O except reading ``--env-file`` files; the body has the shape the docker CLI sends
+(Config fields at the top level, plus ``HostConfig`` and ``NetworkingConfig``).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Any
+
+# The flags of ``run``/``create``, docker's names: (names, dest, kind, help). kind is "bool", "value",
+# "int", "multi" (repeatable) or "choice:<default>,<other>...". Both the click commands and the
+# click-free parser of fastrun.py are built from this one table.
+RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("-d", "--detach"), "detach", "bool", "Run container in background and print container ID"),
+    (("-i", "--interactive"), "interactive", "bool", "Keep STDIN open even if not attached"),
+    (("-t", "--tty"), "tty", "bool", "Allocate a pseudo-TTY"),
+    (("--rm",), "auto_remove", "bool", "Automatically remove the container when it exits"),
+    (("--name",), "name", "value", "Assign a name to the container"),
+    (("-e", "--env"), "env", "multi", "Set environment variables"),
+    (("--env-file",), "env_file", "multi", "Read in a file of environment variables"),
+    (("-w", "--workdir"), "workdir", "value", "Working directory inside the container"),
+    (("-u", "--user"), "user", "value", "Username or UID (format: <name|uid>[:<group|gid>])"),
+    (("-h", "--hostname"), "hostname", "value", "Container host name"),
+    (("--entrypoint",), "entrypoint", "value", "Overwrite the default ENTRYPOINT of the image"),
+    (("-l", "--label"), "label", "multi", "Set meta data on a container"),
+    (("--stop-signal",), "stop_signal", "value", "Signal to stop the container"),
+    (("--stop-timeout",), "stop_timeout", "int", "Timeout (in seconds) to stop a container"),
+    (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
+    (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
+    (("--network", "--net"), "network", "value", "Connect a container to a network"),
+    (("--restart",), "restart", "value", "Restart policy to apply when a container exits"),
+    (("--privileged",), "privileged", "bool", "Give extended privileges to this container"),
+    (("--read-only",), "read_only", "bool", "Mount the container's root filesystem as read only"),
+    (("--cap-add",), "cap_add", "multi", "Add Linux capabilities"),
+    (("--cap-drop",), "cap_drop", "multi", "Drop Linux capabilities"),
+    (("-m", "--memory"), "memory", "value", "Memory limit"),
+    (("--cpus",), "cpus", "value", "Number of CPUs"),
+    (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
+)
+
+
+class OptionError(ValueError):
+    """A flag value the CLI cannot turn into an API body (reported as docker does, exit 125)."""
+
+
+class CreateOptions:
+    """The flags of ``run`` and ``create`` that shape the container.
+
+    A plain class rather than a dataclass: building a dataclass costs milliseconds at import, and
+    this module is on the path of every ``pyengine run``.
+    """
+
+    image: str
+    command: list[str]
+    name: str | None = None
+    detach: bool = False
+    interactive: bool = False
+    tty: bool = False
+    auto_remove: bool = False
+    env: list[str]
+    env_files: list[str]
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    entrypoint: str | None = None
+    labels: list[str]
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    publish: list[str]
+    volumes: list[str]
+    network: str | None = None
+    restart: str | None = None
+    privileged: bool = False
+    read_only: bool = False
+    cap_add: list[str]
+    cap_drop: list[str]
+    memory: str | None = None
+    cpus: str | None = None
+    console_size: tuple[int, int] | None = None
+
+    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
+
+    def __init__(self, image: str, **fields: Any) -> None:
+        self.image = image
+        for name in self._LISTS:
+            setattr(self, name, list(fields.pop(name, None) or []))
+        for name, value in fields.items():
+            if name not in CreateOptions.__annotations__:
+                raise TypeError(f"unknown create option {name!r}")
+            setattr(self, name, value)
+
+
+def parse_env_line(line: str, environ: Mapping[str, str]) -> str | None:
+    """``K=V`` stays; a bare ``K`` takes the local value of K, or is dropped when K is unset."""
+    if "=" in line:
+        if line.startswith("="):
+            raise OptionError(f"invalid environment variable: {line}")
+        return line
+    name = line.strip()
+    if not name:
+        raise OptionError("invalid environment variable: empty name")
+    if name in environ:
+        return f"{name}={environ[name]}"
+    return None
+
+
+def read_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """The variables of an env file: one per line, ``#`` comments and blank lines skipped."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise OptionError(f"open {path}: {exc.strerror.lower() if exc.strerror else exc}") from exc
+    result = []
+    for raw in lines:
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        value = parse_env_line(line, environ)
+        if value is not None:
+            result.append(value)
+    return result
+
+
+def parse_labels(items: Iterable[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise OptionError(f"invalid label: {item!r}")
+        labels[key] = value
+    return labels
+
+
+def _port_range(text: str, what: str) -> list[int]:
+    low, dash, high = text.partition("-")
+    try:
+        start = int(low)
+        end = int(high) if dash else start
+    except ValueError:
+        raise OptionError(f"invalid {what} port: {text}") from None
+    if not 0 <= start <= end <= 65535:
+        raise OptionError(f"invalid {what} port: {text}")
+    return list(range(start, end + 1))
+
+
+def parse_publish(spec: str) -> list[tuple[str, str, str]]:
+    """``[ip:][host_port:]container_port[/proto]`` -> ``[(container "80/tcp", host_ip, host_port)]``.
+
+    Ranges pair up one to one (``8000-8001:80-81``); a host range against a single container port
+    is kept as a range, as docker does.
+    """
+    rest, slash, proto = spec.partition("/")
+    proto = proto.lower() if slash else "tcp"
+    if proto not in ("tcp", "udp", "sctp"):
+        raise OptionError(f"invalid proto: {proto}")
+    if rest.startswith("["):  # [ipv6]:host:container
+        end = rest.find("]")
+        host_ip, rest = rest[1:end], rest[end + 2 :]
+        host_port, _, container = rest.rpartition(":")
+    else:
+        parts = rest.split(":")
+        if len(parts) == 1:
+            host_ip, host_port, container = "", "", parts[0]
+        elif len(parts) == 2:
+            host_ip, (host_port, container) = "", parts
+        elif len(parts) == 3:
+            host_ip, host_port, container = parts
+        else:
+            raise OptionError(f"invalid port format for --publish: {spec}")
+    if not container:
+        raise OptionError(f"no port specified: {spec}<empty>")
+    container_ports = _port_range(container, "container")
+    if not host_port:
+        return [(f"{port}/{proto}", host_ip, "") for port in container_ports]
+    host_ports = _port_range(host_port, "host")
+    if len(container_ports) == 1 and len(host_ports) > 1:
+        return [(f"{container_ports[0]}/{proto}", host_ip, host_port)]
+    if len(host_ports) != len(container_ports):
+        raise OptionError(f"invalid ranges specified for container and host ports: {spec}")
+    return [(f"{c}/{proto}", host_ip, str(h)) for c, h in zip(container_ports, host_ports, strict=True)]
+
+
+def parse_volume(spec: str) -> tuple[str | None, str | None]:
+    """``-v`` -> (a ``Binds`` entry, or None; an anonymous volume's container path, or None)."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        if not spec.startswith("/"):
+            raise OptionError(f"invalid volume specification: '{spec}'")
+        return None, spec
+    if len(parts) > 3 or not parts[0] or not parts[1].startswith("/"):
+        raise OptionError(f"invalid volume specification: '{spec}'")
+    return spec, None
+
+
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+
+
+def parse_memory(text: str) -> int:
+    """Docker's RAMInBytes: ``512m``, ``1g``, ``1.5GB``, ``1024`` (binary units, case-insensitive)."""
+    lowered = text.strip().lower()
+    number = lowered.rstrip("kmgtpb")
+    unit = lowered[len(number) :]
+    if unit.endswith("b") and len(unit) == 2:
+        unit = unit[0]
+    try:
+        value = float(number)
+    except ValueError:
+        raise OptionError(f"invalid size: '{text}'") from None
+    if unit not in _MEMORY_UNITS or value < 0:
+        raise OptionError(f"invalid size: '{text}'")
+    return int(value * _MEMORY_UNITS[unit])
+
+
+def parse_restart(text: str) -> dict[str, Any]:
+    """``no``, ``always``, ``unless-stopped``, ``on-failure[:N]`` -> HostConfig.RestartPolicy."""
+    name, _, count = text.partition(":")
+    if name not in ("no", "always", "unless-stopped", "on-failure"):
+        raise OptionError(f"invalid restart policy '{name}'")
+    if count and name != "on-failure":
+        raise OptionError(f"maximum retry count cannot be used with restart policy '{name}'")
+    try:
+        retries = int(count) if count else 0
+    except ValueError:
+        raise OptionError(f"maximum retry count must be an integer: {count}") from None
+    return {"Name": name, "MaximumRetryCount": retries}
+
+
+def build_create_request(
+    opts: CreateOptions, environ: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The query (``name``) and JSON body of ``POST /containers/create`` for these flags."""
+    environ = os.environ if environ is None else environ
+    env: list[str] = []
+    for path in opts.env_files:
+        env.extend(read_env_file(path, environ))
+    for item in opts.env:
+        value = parse_env_line(item, environ)
+        if value is not None:
+            env.append(value)
+
+    exposed: dict[str, dict[str, Any]] = {}
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for spec in opts.publish:
+        for port, host_ip, host_port in parse_publish(spec):
+            exposed[port] = {}
+            bindings.setdefault(port, []).append({"HostIp": host_ip, "HostPort": host_port})
+
+    binds: list[str] = []
+    volumes: dict[str, dict[str, Any]] = {}
+    for spec in opts.volumes:
+        bind, anonymous = parse_volume(spec)
+        if bind is not None:
+            binds.append(bind)
+        if anonymous is not None:
+            volumes[anonymous] = {}
+
+    attach_output = not opts.detach
+    body: dict[str, Any] = {
+        "Hostname": opts.hostname or "",
+        "Domainname": "",
+        "User": opts.user or "",
+        "AttachStdin": opts.interactive and not opts.detach,
+        "AttachStdout": attach_output,
+        "AttachStderr": attach_output,
+        "Tty": opts.tty,
+        "OpenStdin": opts.interactive,
+        "StdinOnce": opts.interactive and not opts.detach,
+        "Env": env or None,
+        "Cmd": list(opts.command) or None,
+        "Image": opts.image,
+        "Volumes": volumes,
+        "WorkingDir": opts.workdir or "",
+        "Entrypoint": [opts.entrypoint] if opts.entrypoint is not None else None,
+        "Labels": parse_labels(opts.labels),
+        "ExposedPorts": exposed or None,
+        "HostConfig": {
+            "Binds": binds or None,
+            "NetworkMode": opts.network or "default",
+            "PortBindings": bindings,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "AutoRemove": opts.auto_remove,
+            "ConsoleSize": list(opts.console_size) if opts.console_size else [0, 0],
+        },
+        "NetworkingConfig": {"EndpointsConfig": {opts.network or "default": {}}},
+    }
+    host_config = body["HostConfig"]
+    if opts.restart:
+        host_config["RestartPolicy"] = parse_restart(opts.restart)
+    if opts.privileged:
+        host_config["Privileged"] = True
+    if opts.read_only:
+        host_config["ReadonlyRootfs"] = True
+    if opts.cap_add:
+        host_config["CapAdd"] = list(opts.cap_add)
+    if opts.cap_drop:
+        host_config["CapDrop"] = list(opts.cap_drop)
+    if opts.memory:
+        host_config["Memory"] = parse_memory(opts.memory)
+    if opts.cpus:
+        try:
+            host_config["NanoCpus"] = int(round(float(opts.cpus) * 1e9))
+        except ValueError:
+            raise OptionError(f'invalid argument "{opts.cpus}" for "--cpus" flag') from None
+    if opts.stop_signal:
+        body["StopSignal"] = opts.stop_signal
+    if opts.stop_timeout is not None:
+        body["StopTimeout"] = opts.stop_timeout
+    if body["ExposedPorts"] is None:
+        del body["ExposedPorts"]
+    query = {"name": opts.name} if opts.name else {}
+    return query, body
+
+
+def start_failure_status(message: str) -> int:
+    """Docker's exit status for a failed start: 127 not found, 126 not executable, else 125."""
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return 127
+    if "permission denied" in lowered:
+        return 126
+    return 125
