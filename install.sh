@@ -20,7 +20,7 @@ fi
 ln -sf "$prefix/bin/pyengine" /usr/local/bin/pyengine
 
 # The local busybox image (nothing comes from Docker Hub). `pyengine` starts the daemon if none runs.
-if ! pyengine image inspect busybox:latest >/dev/null 2>&1; then
+if ! pyengine inspect --type image busybox:latest >/dev/null 2>&1; then
     rootfs=$(mktemp --suffix=.tar)
     trap 'rm -f "$rootfs"' EXIT
     bash scripts/make-busybox-rootfs.sh "$rootfs"
