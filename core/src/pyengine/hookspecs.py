@@ -79,6 +79,27 @@ def pyengine_image_post_remove(image: Any) -> None:
     """After an image was deleted. Cannot veto."""
 
 
+# ---- networks -------------------------------------------------------------------------------------
+@hookspec
+def pyengine_network_post_create(network: Any) -> None:
+    """After a network is recorded and its driver made it on the host. Cannot veto."""
+
+
+@hookspec
+def pyengine_network_post_remove(network: Any) -> None:
+    """After a network and everything its driver had for it are gone. Cannot veto."""
+
+
+@hookspec
+def pyengine_network_post_connect(network: Any, container: Any) -> None:
+    """After a container is connected to a network (``network connect``). Cannot veto."""
+
+
+@hookspec
+def pyengine_network_post_disconnect(network: Any, container: Any) -> None:
+    """After a container is disconnected from a network. Cannot veto."""
+
+
 # ---- daemon ---------------------------------------------------------------------------------------
 @hookspec
 def pyengine_daemon_post_start(engine: Any) -> None:

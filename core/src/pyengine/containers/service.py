@@ -83,12 +83,15 @@ class ContainerService:
         supervisor: Any,
         hooks: HookCaller,
         containers_dir: Path,
+        networks: Any = None,
     ) -> None:
         self.db = db
         self.images = images
         self.driver = driver
         self.supervisor = supervisor
         self.hooks = hooks
+        #: the NetworkService (None: every container gets a private namespace with only lo)
+        self.networks = networks
         self.containers_dir = Path(containers_dir)
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.index = ContainerIndex()
@@ -172,6 +175,8 @@ class ContainerService:
             HostsPath=str(directory / "hosts"),
             BundlePath=str(directory),
         )
+        if self.networks is not None:
+            self.networks.configure(container, request.NetworkingConfig)
         await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
         try:
             await self.supervisor.create(
@@ -238,12 +243,18 @@ class ContainerService:
                 raise NotModified("container already started")
             if container.State.Status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
                 raise Conflict(f"cannot start container {container.Id[:12]}: it is being removed")
-            bundle = await asyncio.to_thread(self._write_bundle, container)
-            self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
+            network_ns = await asyncio.to_thread(self._attach_networks, container)
+            try:
+                bundle = await asyncio.to_thread(self._write_bundle, container, network_ns)
+                self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
+            except BaseException:
+                await asyncio.to_thread(self._detach_networks, container)
+                raise
             try:
                 reply = await self.supervisor.start(id=container.Id)
             except StartFailed as exc:
                 await asyncio.to_thread(self._unmount_rootfs, container)
+                await asyncio.to_thread(self._detach_networks, container)
                 message = (
                     f"OCI runtime create failed: starting container process caused: {exc.message}: unknown"
                 )
@@ -271,7 +282,16 @@ class ContainerService:
             raise failed
         self.hooks.call("pyengine_container_post_start", container=container)
 
-    def _write_bundle(self, container: Container) -> dict[str, Any]:
+    def _attach_networks(self, container: Container) -> dict[str, Any] | None:
+        if self.networks is None:
+            return {"type": "network"}
+        return self.networks.attach(container)
+
+    def _detach_networks(self, container: Container) -> None:
+        if self.networks is not None:
+            self.networks.detach(container)
+
+    def _write_bundle(self, container: Container, network_ns: dict[str, Any] | None) -> dict[str, Any]:
         from pyengine.runtime.users import resolve_user
 
         rootfs = self.driver.mount(container.Id)
@@ -299,6 +319,7 @@ class ContainerService:
                 },
                 shm_size=hc.ShmSize,
                 privileged=hc.Privileged,
+                network_namespace=network_ns,
             )
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
@@ -337,6 +358,7 @@ class ContainerService:
             container.State.OOMKilled = oom
             container.State.FinishedAt = finished_at or now_rfc3339()
             await asyncio.to_thread(self._unmount_rootfs, container)
+            await asyncio.to_thread(self._detach_networks, container)
             self.save(container)
             event = self._exited.pop(container.Id, None)
             if event:
@@ -458,6 +480,7 @@ class ContainerService:
                 container.State.Status = ContainerStatus.REMOVING
             await _quietly(self.supervisor.delete(id=container.Id))
             await asyncio.to_thread(self._unmount_rootfs, container)
+            await asyncio.to_thread(self._detach_networks, container)
             await asyncio.to_thread(self._release_filesystem, container)
             with self.db.transaction() as cur:
                 cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))

@@ -46,6 +46,7 @@ MASKED_PATHS = [
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+_NEW_NETWORK: dict[str, Any] = {"type": "network"}
 
 
 def merge_env(
@@ -80,8 +81,16 @@ def runtime_spec(
     files: dict[str, str],
     shm_size: int = 0,
     privileged: bool = False,
+    network_namespace: dict[str, Any] | None = _NEW_NETWORK,  # type: ignore[assignment]
 ) -> dict[str, Any]:
-    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind."""
+    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind.
+
+    ``network_namespace`` is the ``linux.namespaces`` entry for the network: ``{"type": "network",
+    "path": ...}`` to join a namespace the network driver prepared, ``{"type": "network"}`` (the
+    default) for a new empty one, None for the host's (``--network host``).
+    """
+    if network_namespace is not None:
+        network_namespace = dict(network_namespace)
     caps = list(DEFAULT_CAPABILITIES)
     process: dict[str, Any] = {
         "terminal": tty,
@@ -144,7 +153,8 @@ def runtime_spec(
         "hostname": hostname,
         "mounts": mounts,
         "linux": {
-            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
+            "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+            + ([] if network_namespace is None else [network_namespace]),
             "maskedPaths": [] if privileged else MASKED_PATHS,
             "readonlyPaths": [] if privileged else READONLY_PATHS,
             "rootfsPropagation": "rprivate",

@@ -86,26 +86,35 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "GraphDriver": {"Name": container.Driver, "Data": None},
         "Mounts": [],
         "Config": container.Config.model_dump(mode="json"),
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "HairpinMode": False,
-            "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0,
-            "Ports": {},
-            "SandboxKey": "",
-            "SecondaryIPAddresses": None,
-            "SecondaryIPv6Addresses": None,
-            "EndpointID": "",
-            "Gateway": "",
-            "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "IPv6Gateway": "",
-            "MacAddress": "",
-            "Networks": {},
-        },
+        "NetworkSettings": network_settings(container),
+    }
+
+
+def network_settings(container: Container) -> dict[str, Any]:
+    """Docker's NetworkSettings: the first network's address at the top level, as Docker fills it
+    for the default bridge."""
+    kept = container.NetworkSettings or {}
+    networks = kept.get("Networks") or {}
+    first = next(iter(networks.values()), {})
+    return {
+        "Bridge": "",
+        "SandboxID": "",
+        "HairpinMode": False,
+        "LinkLocalIPv6Address": "",
+        "LinkLocalIPv6PrefixLen": 0,
+        "Ports": kept.get("Ports") or {},
+        "SandboxKey": kept.get("SandboxKey") or "",
+        "SecondaryIPAddresses": None,
+        "SecondaryIPv6Addresses": None,
+        "EndpointID": first.get("EndpointID", ""),
+        "Gateway": first.get("Gateway", ""),
+        "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0,
+        "IPAddress": first.get("IPAddress", ""),
+        "IPPrefixLen": first.get("IPPrefixLen", 0),
+        "IPv6Gateway": "",
+        "MacAddress": first.get("MacAddress", ""),
+        "Networks": networks,
     }
 
 
@@ -119,14 +128,26 @@ def summary_json(container: Container, now: float | None = None) -> dict[str, An
         "ImageID": container.Image,
         "Command": command,
         "Created": int(parse_rfc3339(container.Created)),
-        "Ports": [],
+        "Ports": port_list(container),
         "Labels": container.Config.Labels or {},
         "State": container.State.Status.value,
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": container.HostConfig.NetworkMode},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": (container.NetworkSettings or {}).get("Networks") or {}},
         "Mounts": [],
     }
+
+
+def port_list(container: Container) -> list[dict[str, Any]]:
+    """``ps``'s Ports: one item per published binding, and the exposed ports without one."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in ((container.NetworkSettings or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto})
+        for b in bindings or []:
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]), "Type": proto})
+    return out
 
 
 def parse_filters(text: str | None) -> dict[str, list[str]]:

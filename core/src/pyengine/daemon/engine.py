@@ -6,6 +6,7 @@ import logging
 import os
 import platform
 import uuid
+from typing import Any
 from pathlib import Path
 
 from pyengine import __version__
@@ -16,6 +17,7 @@ from pyengine.drivers import registry
 from pyengine.drivers.storage import ENTRY_POINT_NAMESPACE as STORAGE_NAMESPACE
 from pyengine.hooks import HookCaller
 from pyengine.images.store import ImageStore
+from pyengine.networks.service import NetworkService
 from pyengine.state.blobs import BlobStore
 from pyengine.state.db import Database
 
@@ -45,6 +47,9 @@ class Engine:
         self.driver_reports = {"storage": selection.reports}
         self.images = ImageStore(self.db, self.blobs, self.storage, self.hooks)
         self.supervisor = SupervisorClient(str(config.supervisor_socket))
+        self.networks = NetworkService(
+            db=self.db, state_root=config.data_root / "network", exec_root=config.exec_root, hooks=self.hooks
+        )
         self.containers = ContainerService(
             db=self.db,
             images=self.images,
@@ -52,7 +57,10 @@ class Engine:
             supervisor=self.supervisor,
             hooks=self.hooks,
             containers_dir=config.containers_dir,
+            networks=self.networks,
         )
+        self.networks.containers = self.containers.all
+        self.networks.find_container = self.containers.get  # type: ignore[method-assign]
 
     def ensure_supervisor(self) -> int:
         """Start the supervisor if none answers on its socket (it outlives the daemon)."""
@@ -60,6 +68,23 @@ class Engine:
 
         self.config.supervisor_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return ensure_supervisor(str(self.config.supervisor_socket), str(self.config.supervisor_dir))
+
+    def start_networking(self, loop: Any) -> None:
+        """Load the networks (the drivers make their bridges again) and serve the embedded DNS."""
+        from pyengine.networks.dns import EmbeddedDNS
+
+        self.networks.dns = EmbeddedDNS(loop, self.networks.dns_lookup)
+        self.networks.load()
+
+    def reconcile_networks(self) -> None:
+        """After the containers are reconciled: keep the networking of running containers, remove
+        every namespace, link and rule an earlier daemon left for anything else."""
+        everything = self.containers.all()
+        self.networks.forget_stopped(everything)
+        for container in everything:
+            if not container.State.running:
+                self.containers.save(container)
+        self.networks.reconcile([c for c in everything if c.State.running])
 
     def close(self) -> None:
         try:

@@ -107,6 +107,24 @@ class EventBroadcaster:
     def pyengine_image_post_remove(self, image: Any) -> None:
         self.emit("image", "delete", image.id, {"name": image.id})
 
+    @hookimpl
+    def pyengine_network_post_create(self, network: Any) -> None:
+        self.emit("network", "create", network.Id, {"name": network.Name, "type": network.Driver})
+
+    @hookimpl
+    def pyengine_network_post_remove(self, network: Any) -> None:
+        self.emit("network", "destroy", network.Id, {"name": network.Name, "type": network.Driver})
+
+    @hookimpl
+    def pyengine_network_post_connect(self, network: Any, container: Any) -> None:
+        attributes = {"container": container.Id, "name": network.Name, "type": network.Driver}
+        self.emit("network", "connect", network.Id, attributes)
+
+    @hookimpl
+    def pyengine_network_post_disconnect(self, network: Any, container: Any) -> None:
+        attributes = {"container": container.Id, "name": network.Name, "type": network.Driver}
+        self.emit("network", "disconnect", network.Id, attributes)
+
 
 def _offer(queue: asyncio.Queue, event: dict) -> None:
     try:

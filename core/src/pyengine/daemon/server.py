@@ -67,6 +67,7 @@ async def serve(config: DaemonConfig) -> None:
     engine.events.bind(loop)
     await asyncio.to_thread(engine.ensure_supervisor)
     engine.containers.load()
+    await asyncio.to_thread(engine.start_networking, loop)
     events_ready = asyncio.Event()
 
     async def follow() -> None:
@@ -80,6 +81,7 @@ async def serve(config: DaemonConfig) -> None:
         await engine.containers.reconcile()
     except Unavailable as exc:
         log.error("supervisor unavailable at start: %s", exc)
+    await asyncio.to_thread(engine.reconcile_networks)
     engine.hooks.call("pyengine_daemon_post_start", engine=engine)
 
     app = make_app(engine)

@@ -79,6 +79,7 @@ class HostConfigSpec(DockerModel):
     Init: bool | None = None
     ShmSize: int = 0
     Tmpfs: dict[str, str] | None = None
+    PublishAllPorts: bool = False
     SecurityOpt: list[str] | None = None
 
 
@@ -172,3 +173,5 @@ class Container(DockerModel):
     BundlePath: str = ""
     RootfsPath: str = ""
     ManualStop: bool = False
+    #: Docker's NetworkSettings subset the engine keeps: Networks (by name), SandboxKey, Ports
+    NetworkSettings: dict[str, Any] = Field(default_factory=dict)

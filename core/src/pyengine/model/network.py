@@ -15,7 +15,7 @@ class IPAMConfig(DockerModel):
     IPRange: str | None = None
 
 
-class IPAM(DockerModel):
+class IPAMSpec(DockerModel):
     Driver: str = "default"
     Options: dict[str, str] | None = None
     Config: list[IPAMConfig] = Field(default_factory=list)
@@ -30,11 +30,31 @@ class Network(DockerModel):
     Scope: str = "local"
     Driver: str
     EnableIPv6: bool = False
-    IPAM: IPAM = Field(default_factory=IPAM)
+    IPAM: IPAMSpec = Field(default_factory=IPAMSpec)
     Internal: bool = False
     Attachable: bool = False
+    Ingress: bool = False
+    ConfigFrom: dict[str, str] = Field(default_factory=lambda: {"Network": ""})
+    ConfigOnly: bool = False
     Options: dict[str, str] = Field(default_factory=dict)
     Labels: dict[str, str] = Field(default_factory=dict)
+
+
+class NetworkCreateRequest(DockerModel):
+    """The body of ``POST /networks/create`` (as the docker CLI and SDK send it)."""
+
+    Name: str = ""
+    Driver: str = "bridge"
+    Scope: str | None = None
+    IPAM: IPAMSpec | None = None
+    Internal: bool = False
+    Attachable: bool = False
+    Ingress: bool = False
+    ConfigOnly: bool = False
+    EnableIPv6: bool | None = False
+    Options: dict[str, str] | None = None
+    Labels: dict[str, str] | None = None
+    CheckDuplicate: bool | None = None
 
 
 class Endpoint(DockerModel):

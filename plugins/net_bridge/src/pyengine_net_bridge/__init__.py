@@ -1,0 +1,1 @@
+"""pyengine's bridge network driver: Linux bridges, veth pairs, nftables NAT and port publishing."""
