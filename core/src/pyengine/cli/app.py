@@ -41,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "version": "pyengine.cli.system:version",
     "info": "pyengine.cli.system:info",
     "events": "pyengine.cli.system:events",
+    "network": "pyengine.cli.networks:network",
+    "port": "pyengine.cli.networks:port",
     "daemon": "pyengine.cli.daemon_cmd:daemon",
 }
 

@@ -34,6 +34,9 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
     (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
     (("--network", "--net"), "network", "value", "Connect a container to a network"),
+    (("--network-alias",), "network_alias", "multi", "Add network-scoped alias for the container"),
+    (("--ip",), "ip", "value", "IPv4 address (e.g., 172.30.100.104)"),
+    (("-P", "--publish-all"), "publish_all", "bool", "Publish all exposed ports to random ports"),
     (("--restart",), "restart", "value", "Restart policy to apply when a container exits"),
     (("--privileged",), "privileged", "bool", "Give extended privileges to this container"),
     (("--read-only",), "read_only", "bool", "Mount the container's root filesystem as read only"),
@@ -75,6 +78,9 @@ class CreateOptions:
     publish: list[str]
     volumes: list[str]
     network: str | None = None
+    network_alias: list[str]
+    ip: str | None = None
+    publish_all: bool = False
     restart: str | None = None
     privileged: bool = False
     read_only: bool = False
@@ -84,7 +90,7 @@ class CreateOptions:
     cpus: str | None = None
     console_size: tuple[int, int] | None = None
 
-    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
+    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop", "network_alias")
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image
@@ -288,9 +294,11 @@ def build_create_request(
             "AutoRemove": opts.auto_remove,
             "ConsoleSize": list(opts.console_size) if opts.console_size else [0, 0],
         },
-        "NetworkingConfig": {"EndpointsConfig": {opts.network or "default": {}}},
+        "NetworkingConfig": {"EndpointsConfig": {opts.network or "default": endpoint_config(opts)}},
     }
     host_config = body["HostConfig"]
+    if opts.publish_all:
+        host_config["PublishAllPorts"] = True
     if opts.restart:
         host_config["RestartPolicy"] = parse_restart(opts.restart)
     if opts.privileged:
@@ -316,6 +324,16 @@ def build_create_request(
         del body["ExposedPorts"]
     query = {"name": opts.name} if opts.name else {}
     return query, body
+
+
+def endpoint_config(opts: CreateOptions) -> dict[str, Any]:
+    """``--network-alias`` and ``--ip`` as the endpoint settings of the container's network."""
+    config: dict[str, Any] = {}
+    if opts.network_alias:
+        config["Aliases"] = list(opts.network_alias)
+    if opts.ip:
+        config["IPAMConfig"] = {"IPv4Address": opts.ip}
+    return config
 
 
 def start_failure_status(message: str) -> int:

@@ -95,7 +95,11 @@ class EmbeddedDNS:
         self._sockets: dict[str, socket.socket] = {}
 
     def open(self, container_id: str, sandbox_key: str) -> None:
-        """Start answering inside the namespace at ``sandbox_key`` (called from a worker thread)."""
+        """Start answering inside the namespace at ``sandbox_key`` (called from a worker thread).
+
+        A container already served (a second user-defined network) keeps its socket."""
+        if container_id in self._sockets:
+            return
         with netns.entered(sandbox_key):
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:

@@ -273,6 +273,7 @@ class NetworkService(ContainerAttachments):
     # ---- views --------------------------------------------------------------------------------
     def inspect_json(self, network: Network) -> dict[str, Any]:
         doc = network.model_dump(mode="json")
+        doc["IPAM"]["Config"] = [{k: v for k, v in c.items() if v is not None} for c in doc["IPAM"]["Config"]]
         doc["Containers"] = {}
         for container in self.active_containers(network):
             for entry in container.NetworkSettings["Networks"].values():
