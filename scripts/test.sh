@@ -9,6 +9,7 @@ need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
 command -v docker >/dev/null || need_packages+=(docker.io)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
+ldconfig -p | grep -q libnftables.so.1 || need_packages+=(libnftables1)
 if ((${#need_packages[@]})); then
     apt-get update -qq
     apt-get install -y -qq "${need_packages[@]}" >/dev/null
@@ -16,6 +17,6 @@ fi
 
 venv=${PYENGINE_TEST_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_vfs \
+"$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_vfs -e ./plugins/net_bridge \
     pytest pytest-timeout docker
 exec "$venv/bin/python" -m pytest "$@"

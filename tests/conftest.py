@@ -93,6 +93,16 @@ def daemon():
             process=instance.process,
             socket_path=instance.socket,
         )
+        remove_network_leftovers(instance.data_path)
+
+
+def remove_network_leftovers(data_root: Path) -> None:
+    """The bridges, veths and nftables table the bridge driver of this daemon made (if installed)."""
+    try:
+        from pyengine_net_bridge.plugin import remove_all
+    except ImportError:
+        return
+    remove_all(data_root / "network" / "bridge")
 
 
 class Runner:

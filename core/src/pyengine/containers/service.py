@@ -243,44 +243,54 @@ class ContainerService:
                 raise NotModified("container already started")
             if container.State.Status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
                 raise Conflict(f"cannot start container {container.Id[:12]}: it is being removed")
-            network_ns = await asyncio.to_thread(self._attach_networks, container)
+            failed: EngineError | None = None
             try:
-                bundle = await asyncio.to_thread(self._write_bundle, container, network_ns)
-                self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
-            except BaseException:
-                await asyncio.to_thread(self._detach_networks, container)
-                raise
-            try:
-                reply = await self.supervisor.start(id=container.Id)
-            except StartFailed as exc:
-                await asyncio.to_thread(self._unmount_rootfs, container)
-                await asyncio.to_thread(self._detach_networks, container)
-                message = (
-                    f"OCI runtime create failed: starting container process caused: {exc.message}: unknown"
-                )
-                container.State.ExitCode = exit_code_for_start_error(exc.message)
-                container.State.Error = message
-                container.State.move_to(ContainerStatus.EXITED)
-                container.State.FinishedAt = now_rfc3339()
-                self.save(container)
-                failed = StartFailed(message)
-            else:
-                failed = None
-                container.State.move_to(ContainerStatus.RUNNING)
-                container.State.Pid = int(reply.get("pid", 0))
-                container.State.StartedAt = reply.get("started_at") or now_rfc3339()
-                container.State.FinishedAt = ZERO_TIME
-                container.State.ExitCode = 0
-                container.State.Error = ""
-                container.ManualStop = False
-                self._exited[container.Id] = asyncio.Event()
-                self.save(container)
+                network_ns = await asyncio.to_thread(self._attach_networks, container)
+            except EngineError as exc:  # e.g. a host port in use: the start fails, as Docker's
+                self._record_start_failure(container, exc.message, 128)
+                failed = exc
+            if failed is None:
+                failed = await self._start_process(container, network_ns)
         if failed is not None:
             self._resolve_waiters(container, ("next-exit", "not-running"))
             if container.HostConfig.AutoRemove:
                 await self._auto_remove(container)
             raise failed
         self.hooks.call("pyengine_container_post_start", container=container)
+
+    async def _start_process(self, container: Container, network_ns: dict[str, Any] | None) -> EngineError | None:
+        """Write the bundle and have the supervisor start the process; the start error, if any."""
+        try:
+            bundle = await asyncio.to_thread(self._write_bundle, container, network_ns)
+            self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
+        except BaseException:
+            await asyncio.to_thread(self._detach_networks, container)
+            raise
+        try:
+            reply = await self.supervisor.start(id=container.Id)
+        except StartFailed as exc:
+            await asyncio.to_thread(self._unmount_rootfs, container)
+            await asyncio.to_thread(self._detach_networks, container)
+            message = f"OCI runtime create failed: starting container process caused: {exc.message}: unknown"
+            self._record_start_failure(container, message, exit_code_for_start_error(exc.message))
+            return StartFailed(message)
+        container.State.move_to(ContainerStatus.RUNNING)
+        container.State.Pid = int(reply.get("pid", 0))
+        container.State.StartedAt = reply.get("started_at") or now_rfc3339()
+        container.State.FinishedAt = ZERO_TIME
+        container.State.ExitCode = 0
+        container.State.Error = ""
+        container.ManualStop = False
+        self._exited[container.Id] = asyncio.Event()
+        self.save(container)
+        return None
+
+    def _record_start_failure(self, container: Container, message: str, exit_code: int) -> None:
+        container.State.ExitCode = exit_code
+        container.State.Error = message
+        container.State.move_to(ContainerStatus.EXITED)
+        container.State.FinishedAt = now_rfc3339()
+        self.save(container)
 
     def _attach_networks(self, container: Container) -> dict[str, Any] | None:
         if self.networks is None:

@@ -37,3 +37,28 @@ def table_name(root: Path) -> str:
     import hashlib
 
     return "pyengine-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+
+
+def remove_all(root: Path) -> list[str]:
+    """Delete every link and the rules table the driver with state under ``root`` made; what was
+    removed. For test teardown and uninstall: works from the state file, with no daemon running."""
+    import json
+
+    from pyengine_net_bridge.driver import _delete_link, veth_name
+
+    removed = []
+    try:
+        state = json.loads((Path(root) / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    for endpoint_id in state.get("endpoints", {}):
+        _delete_link(veth_name(endpoint_id))
+        removed.append(veth_name(endpoint_id))
+    for network in state.get("networks", {}).values():
+        _delete_link(network["bridge"])
+        removed.append(network["bridge"])
+    nft = Nftables(table_name(Path(root)))
+    if nft.list_table():
+        nft.delete_table()
+        removed.append(f"table ip {nft.table}")
+    return removed
