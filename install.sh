@@ -10,6 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
+ldconfig -p | grep -q libnftables.so.1 || need_packages+=(libnftables1)
 if ((${#need_packages[@]})); then
     apt-get update -qq
     apt-get install -y -qq "${need_packages[@]}" >/dev/null

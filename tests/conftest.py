@@ -86,23 +86,35 @@ def daemon():
         instance.start()
         yield instance
     finally:
-        teardown_pyengine(
-            daemon_pid=instance.process.pid if instance.process else None,
-            exec_root=instance.exec_root,
-            cleanup_roots=[base_dir],
-            process=instance.process,
-            socket_path=instance.socket,
-        )
-        remove_network_leftovers(instance.data_path)
+        network_state = read_network_state(instance.data_path)
+        try:
+            teardown_pyengine(
+                daemon_pid=instance.process.pid if instance.process else None,
+                exec_root=instance.exec_root,
+                cleanup_roots=[base_dir],
+                process=instance.process,
+                socket_path=instance.socket,
+            )
+        finally:
+            remove_network_leftovers(instance.data_path, network_state)
 
 
-def remove_network_leftovers(data_root: Path) -> None:
-    """The bridges, veths and nftables table the bridge driver of this daemon made (if installed)."""
+def read_network_state(data_root: Path):
+    """What the bridge driver (if installed) recorded, read before the data root is deleted."""
     try:
-        from pyengine_net_bridge.plugin import remove_all
+        from pyengine_net_bridge.plugin import read_state
     except ImportError:
+        return None
+    return read_state(data_root / "network" / "bridge")
+
+
+def remove_network_leftovers(data_root: Path, state) -> None:
+    """The bridges, veths and nftables table the bridge driver of this daemon made."""
+    if state is None:
         return
-    remove_all(data_root / "network" / "bridge")
+    from pyengine_net_bridge.plugin import remove_all
+
+    remove_all(data_root / "network" / "bridge", state)
 
 
 class Runner:

@@ -39,18 +39,24 @@ def table_name(root: Path) -> str:
     return "pyengine-" + hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
 
 
-def remove_all(root: Path) -> list[str]:
-    """Delete every link and the rules table the driver with state under ``root`` made; what was
-    removed. For test teardown and uninstall: works from the state file, with no daemon running."""
+def read_state(root: Path) -> dict[str, Any]:
+    """The driver's state file under ``root`` (empty when there is none)."""
     import json
 
+    try:
+        return json.loads((Path(root) / "state.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def remove_all(root: Path, state: dict[str, Any] | None = None) -> list[str]:
+    """Delete every link and the rules table the driver with state under ``root`` made; what was
+    removed. For test teardown and uninstall: works from the state (read before the data root was
+    deleted, or read now), with no daemon running."""
     from pyengine_net_bridge.driver import _delete_link, veth_name
 
     removed = []
-    try:
-        state = json.loads((Path(root) / "state.json").read_text())
-    except (FileNotFoundError, ValueError):
-        state = {}
+    state = read_state(root) if state is None else state
     for endpoint_id in state.get("endpoints", {}):
         _delete_link(veth_name(endpoint_id))
         removed.append(veth_name(endpoint_id))
