@@ -33,7 +33,8 @@ def test_cannot_see_host_mounts(cli, busybox, daemon):
 
 
 def test_only_loopback_network(cli, busybox):
-    links = cli("run", "--rm", "busybox", "ip", "-o", "link").stdout
+    # the default is the bridge network now (eth0); --network none keeps only lo
+    links = cli("run", "--rm", "--network", "none", "busybox", "ip", "-o", "link").stdout
     assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"]
     assert "UP" in links
 
