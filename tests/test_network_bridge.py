@@ -140,3 +140,28 @@ def test_publish_all_exposed_ports(api, cli, busybox, made):
     host_port = int(ports["80/tcp"][0]["HostPort"])
     assert host_port >= 32768
     assert fetch(f"http://127.0.0.1:{host_port}/").startswith("hi-from-")
+
+
+def test_stop_releases_the_network_and_start_makes_it_again(cli, busybox, made, daemon):
+    name = made.container("net-restart")
+    port = free_port()
+    assert cli("run", "-d", "--name", name, "-p", f"{port}:80", busybox, *WEB_CMD).returncode == 0
+    first = inspect(cli, name, "{{json .NetworkSettings}}")
+    assert fetch(f"http://127.0.0.1:{port}/").startswith("hi-from-")
+    assert cli("stop", "-t", "1", name).returncode == 0
+    stopped = inspect(cli, name, "{{json .NetworkSettings}}")
+    assert stopped["IPAddress"] == "" and stopped["SandboxKey"] == "" and "bridge" in stopped["Networks"]
+    assert "pyv" + first["EndpointID"][:12] not in links("pyv")
+    assert not (daemon.data_path.parent / "exec" / "netns" / inspect(cli, name, '"{{.Id}}"')).exists()
+    assert cli("start", name).returncode == 0
+    assert fetch(f"http://127.0.0.1:{port}/").startswith("hi-from-")
+    assert inspect(cli, name, "{{json .NetworkSettings.Ports}}") == first["Ports"]
+
+
+def test_an_internal_network_has_no_way_out(cli, busybox, made, subnets):
+    net = made.network("net-internal")
+    assert cli("network", "create", "--internal", "--subnet", free_subnet(subnets), net).returncode == 0
+    routes = cli("run", "--rm", "--network", net, busybox, "ip", "route")
+    assert routes.returncode == 0 and "default" not in routes.stdout and "eth0" in routes.stdout
+    info = json.loads(cli("network", "inspect", net).stdout)[0]
+    assert info["Internal"] is True

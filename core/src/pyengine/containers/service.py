@@ -539,6 +539,7 @@ class ContainerService:
         container.State.Pid = 0
         container.State.FinishedAt = finished_at or now_rfc3339()
         self._unmount_rootfs(container)
+        self._detach_networks(container)
         self.save(container)
 
 

@@ -136,7 +136,12 @@ class Engine:
             "Images": self.images.count(),
             "Driver": self.storage_name,
             "DriverStatus": [list(pair) for pair in self.storage.status()],
-            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None, "Log": ["json-file"]},
+            "Plugins": {
+                "Volume": [],
+                "Network": sorted({*self.networks.factories, "host", "null"}),
+                "Authorization": None,
+                "Log": ["json-file"],
+            },
             "MemoryLimit": False,
             "SwapLimit": False,
             "KernelMemory": False,
@@ -199,8 +204,11 @@ class Engine:
             "SecurityOptions": [],
             "Warnings": [],
             "PyengineDrivers": {
-                kind: [{"Name": r.name, "Status": r.status} for r in reports]
-                for kind, reports in self.driver_reports.items()
+                **{
+                    kind: [{"Name": r.name, "Status": r.status} for r in reports]
+                    for kind, reports in self.driver_reports.items()
+                },
+                "network": self.networks.driver_status(),
             },
             "PyengineHooks": self.hooks.names(),
         }

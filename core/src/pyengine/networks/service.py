@@ -91,6 +91,26 @@ class NetworkService(ContainerAttachments):
             self.drivers[name] = driver
             return driver
 
+    def driver_status(self) -> list[dict[str, str]]:
+        """For ``pyengine info``: every installed network driver and whether it works here."""
+        out = []
+        for name, factory in sorted(self.factories.items()):
+            if isinstance(factory, Exception):
+                status = f"failed to load: {factory}"
+            elif name in self.drivers:
+                status = "active"
+            else:
+                status = "available"
+            broken = [f"{n}: {e}" for n, e in self.driver_errors.items() if self._driver_of(n) == name]
+            out.append({"Name": name, "Status": "; ".join([status, *broken])})
+        return out
+
+    def _driver_of(self, network_name: str) -> str:
+        for network in self.networks.values():
+            if network.Name == network_name:
+                return network.Driver
+        return ""
+
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
         """Read the networks, make the built-in ones, and have the drivers bring theirs back."""
