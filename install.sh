@@ -17,7 +17,7 @@ if ((${#need_packages[@]})); then
 fi
 
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_vfs ./plugins/net_bridge
+"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_vfs ./plugins/net_bridge ./plugins/net_remote
 ln -sf "$prefix/bin/pyengine" /usr/local/bin/pyengine
 
 # The local busybox image (nothing comes from Docker Hub). `pyengine` starts the daemon if none runs.

@@ -40,6 +40,8 @@ from pyengine.state.db import Database, dumps, loads
 log = logging.getLogger(__name__)
 
 BUILTIN = {"bridge": "bridge", "host": "host", "none": "null"}
+#: the entry point that adapts Docker network plugins (pyengine-net-remote), if installed
+REMOTE = "remote"
 DEFAULT_BRIDGE_NAME = "pye0"
 _DEFAULT_BRIDGE_OPTIONS = {
     "com.docker.network.bridge.default_bridge": "true",
@@ -82,12 +84,16 @@ class NetworkService(ContainerAttachments):
             if name in self.drivers:
                 return self.drivers[name]
             factory = self.factories.get(name)
+            root, options = self.state_root / name, {}
+            if factory is None and name != REMOTE and callable(self.factories.get(REMOTE)):
+                # not an installed driver: maybe a Docker network plugin listening on a socket
+                factory, root, options = self.factories[REMOTE], self.state_root / REMOTE / name, {"plugin": name}
             if factory is None:
-                known = ", ".join(sorted({*self.factories, "host", "null"}))
+                known = ", ".join(sorted({*self.factories, "host", "null"} - {REMOTE}))
                 raise NotFound(f"plugin {name!r} not found: no network driver of that name (installed: {known})")
             if isinstance(factory, Exception):
                 raise EngineError(f"network driver {name} failed to load: {factory}")
-            driver = factory(root=self.state_root / name, options={})
+            driver = factory(root=root, options=options)
             self.drivers[name] = driver
             return driver
 

@@ -1,0 +1,1 @@
+"""Docker network plugins (the libnetwork remote driver protocol) as pyengine network drivers."""
