@@ -109,7 +109,9 @@ def timed_rate(output: str, mib: int) -> float:
     return mib * 1.048576 / max(seconds, 0.01)
 
 
-def measure_side(name: str, cli: Client, subnet: str, mib: int, repeat: int, latency_subnets: list[str]) -> dict:
+def measure_side(
+    name: str, cli: Client, subnet: str, mib: int, repeat: int, latency_subnets: list[str]
+) -> dict:
     result: dict = {"side": name}
     port = free_port()
     cli("run", "-d", "--name", "bench-sink", "-p", f"{port}:5001", "busybox", "sh", "-c", SINK)
@@ -121,7 +123,9 @@ def measure_side(name: str, cli: Client, subnet: str, mib: int, repeat: int, lat
         for _ in range(repeat):
             out = subprocess.run(
                 [*cli.argv, "run", "--rm", "busybox", "sh", "-c", SOURCE.format(mib=mib, ip=sink_ip)],
-                capture_output=True, text=True, timeout=300,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             rates.append(timed_rate(out.stderr + out.stdout, mib))
         result["container_to_container_MBps"] = rates
@@ -130,12 +134,18 @@ def measure_side(name: str, cli: Client, subnet: str, mib: int, repeat: int, lat
         cli("run", "-d", "--name", "bench-idle", "busybox", "sleep", "600")
         for index in range(repeat):
             net = f"bench-net-{index}"
-            body = {"Name": net, "Driver": "bridge", "IPAM": {"Driver": "default", "Config": [{"Subnet": latency_subnets[index]}]}}
+            body = {
+                "Name": net,
+                "Driver": "bridge",
+                "IPAM": {"Driver": "default", "Config": [{"Subnet": latency_subnets[index]}]},
+            }
             start = time.perf_counter()
             engine_api.request(cli.socket, "POST", "/networks/create", body=body)
             create.append(time.perf_counter() - start)
             start = time.perf_counter()
-            engine_api.request(cli.socket, "POST", f"/networks/{net}/connect", body={"Container": "bench-idle"})
+            engine_api.request(
+                cli.socket, "POST", f"/networks/{net}/connect", body={"Container": "bench-idle"}
+            )
             connect.append(time.perf_counter() - start)
             cli("network", "disconnect", net, "bench-idle")
             cli("network", "rm", net)
@@ -201,14 +211,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-net-") as workdir:
         rootfs = dockerd.make_busybox_rootfs(f"{workdir}/rootfs.tar")
         with pyengine_side(pyengine_daemon.split_command(args.pyengine), rootfs) as cli:
-            results.append(measure_side("pyengine", cli, subnets[0], args.mib, args.repeat, subnets[2 : 2 + args.repeat]))
+            results.append(
+                measure_side("pyengine", cli, subnets[0], args.mib, args.repeat, subnets[2 : 2 + args.repeat])
+            )
         if not args.no_docker and dockerd.dockerd_available():
-            with docker_side(tuple(pyengine_daemon.split_command(args.docker_cli)), rootfs, subnets[1]) as cli:
+            with docker_side(
+                tuple(pyengine_daemon.split_command(args.docker_cli)), rootfs, subnets[1]
+            ) as cli:
                 results.append(
                     measure_side("docker", cli, subnets[1], args.mib, args.repeat, subnets[2 + args.repeat :])
                 )
-    keys = ["published_port_MBps", "container_to_container_MBps", "api_network_create_s", "api_network_connect_s"]
-    print(f"{'':32}" + "".join(f"{r['side']:>14}" for r in results) + ("   pyengine/docker" if len(results) == 2 else ""))
+    keys = [
+        "published_port_MBps",
+        "container_to_container_MBps",
+        "api_network_create_s",
+        "api_network_connect_s",
+    ]
+    print(
+        f"{'':32}"
+        + "".join(f"{r['side']:>14}" for r in results)
+        + ("   pyengine/docker" if len(results) == 2 else "")
+    )
     for key in keys:
         values = [median(r[key]) for r in results]
         line = f"{key:32}" + "".join(f"{v:14.3f}" for v in values)
@@ -216,7 +239,9 @@ def main() -> int:
             line += f"   {values[0] / values[1]:.2f}x"
         print(line)
     print("MBps: higher is better; _s (median seconds): lower is better")
-    print("published port: pyengine = kernel DNAT (nftables); docker = docker-proxy (iptables off, see --help)")
+    print(
+        "published port: pyengine = kernel DNAT (nftables); docker = docker-proxy (iptables off, see --help)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -11,7 +11,11 @@ import urllib.request
 
 from pyengine.networks.ipam import host_routes
 
-WEB_CMD = ["sh", "-c", "mkdir -p /www && echo hi-from-$(hostname) > /www/index.html && httpd -f -p 80 -h /www"]
+WEB_CMD = [
+    "sh",
+    "-c",
+    "mkdir -p /www && echo hi-from-$(hostname) > /www/index.html && httpd -f -p 80 -h /www",
+]
 
 
 def free_subnet(taken: set[str], third_octets=range(60, 250)) -> str:

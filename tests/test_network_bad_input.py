@@ -31,9 +31,14 @@ def network_names(api) -> set[str]:
 def test_overlapping_subnets_are_refused(api, made, subnets):
     subnet = free_subnet(subnets)
     made.network("bad-first")
-    assert api("POST", "/networks/create", {"Name": "bad-first", "IPAM": {"Config": [{"Subnet": subnet}]}})[0] == 201
+    assert (
+        api("POST", "/networks/create", {"Name": "bad-first", "IPAM": {"Config": [{"Subnet": subnet}]}})[0]
+        == 201
+    )
     bridges = links("pye-")
-    status, reply = api("POST", "/networks/create", {"Name": "bad-second", "IPAM": {"Config": [{"Subnet": subnet}]}})
+    status, reply = api(
+        "POST", "/networks/create", {"Name": "bad-second", "IPAM": {"Config": [{"Subnet": subnet}]}}
+    )
     assert status == 409 and "overlaps" in reply["message"]
     assert "bad-second" not in network_names(api)
     assert links("pye-") == bridges
@@ -113,7 +118,11 @@ def test_bad_port_specs_are_refused_by_the_cli(cli, busybox, spec):
 
 
 def test_bad_port_bindings_are_refused_by_the_api(api, busybox):
-    body = {"Image": busybox, "Cmd": ["true"], "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}}}
+    body = {
+        "Image": busybox,
+        "Cmd": ["true"],
+        "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "x"}]}},
+    }
     status, reply = api("POST", "/containers/create", body)
     assert status == 400 and "invalid host port" in reply["message"]
     body["HostConfig"]["PortBindings"] = {"eighty/tcp": [{}]}

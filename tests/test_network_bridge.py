@@ -57,7 +57,9 @@ def test_a_published_port_answers_on_the_hosts_loopback(cli, busybox, made):
 
 
 def test_a_container_knows_its_own_address_in_etc_hosts(cli, busybox):
-    result = cli("run", "--rm", "-h", "myhost", busybox, "sh", "-c", "grep myhost /etc/hosts; ip -o -4 addr show eth0")
+    result = cli(
+        "run", "--rm", "-h", "myhost", busybox, "sh", "-c", "grep myhost /etc/hosts; ip -o -4 addr show eth0"
+    )
     assert result.returncode == 0, result.stderr
     hosts_line, addr_line = result.stdout.splitlines()[:2]
     address = hosts_line.split()[0]
@@ -69,13 +71,22 @@ def test_two_containers_on_a_user_network_reach_each_other_by_name(cli, busybox,
     subnet = free_subnet(subnets)
     assert cli("network", "create", "--subnet", subnet, net).returncode == 0
     db = made.container("net-db")
-    result = cli("run", "-d", "--name", db, "--network", net, "--network-alias", "database", busybox, *WEB_CMD)
+    result = cli(
+        "run", "-d", "--name", db, "--network", net, "--network-alias", "database", busybox, *WEB_CMD
+    )
     assert result.returncode == 0, result.stderr
     address = inspect(cli, db, "{{json .NetworkSettings.Networks}}")[net]["IPAddress"]
     assert address.startswith(subnet.rsplit(".", 1)[0] + ".")
     probe = cli(
-        "run", "--rm", "--network", net, busybox, "sh", "-c",
-        "cat /etc/resolv.conf; ping -c1 -W2 net-db && " + RETRY_WGET.format(url="http://database/")
+        "run",
+        "--rm",
+        "--network",
+        net,
+        busybox,
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; ping -c1 -W2 net-db && "
+        + RETRY_WGET.format(url="http://database/")
         + " && nslookup net-db 127.0.0.11",
     )
     assert probe.returncode == 0, probe.stdout + probe.stderr
@@ -97,11 +108,22 @@ def test_two_networks_cannot_reach_each_other(cli, busybox, made, subnets):
     server = made.container("net-iso-server")
     assert cli("run", "-d", "--name", server, "--network", first, busybox, *WEB_CMD).returncode == 0
     address = inspect(cli, server, "{{json .NetworkSettings.Networks}}")[first]["IPAddress"]
-    same = cli("run", "--rm", "--network", first, busybox, "sh", "-c", RETRY_WGET.format(url=f"http://{address}/"))
+    same = cli(
+        "run", "--rm", "--network", first, busybox, "sh", "-c", RETRY_WGET.format(url=f"http://{address}/")
+    )
     assert same.returncode == 0 and "hi-from-" in same.stdout, same.stderr
     # busybox wget -T crashes on a refused connection; timeout(1) bounds the dropped one instead,
     # under sh so that wget is not PID 1 (which ignores timeout's SIGTERM)
-    other = cli("run", "--rm", "--network", second, busybox, "sh", "-c", f"timeout 3 wget -qO- http://{address}/; exit $?")
+    other = cli(
+        "run",
+        "--rm",
+        "--network",
+        second,
+        busybox,
+        "sh",
+        "-c",
+        f"timeout 3 wget -qO- http://{address}/; exit $?",
+    )
     assert other.returncode != 0
     assert "hi-from-" not in other.stdout
     # connecting the client to the first network makes it reachable
@@ -132,7 +154,12 @@ def test_host_none_and_container_modes(cli, busybox, made):
 
 def test_publish_all_exposed_ports(api, cli, busybox, made):
     name = made.container("net-publish-all")
-    body = {"Image": busybox, "Cmd": WEB_CMD, "ExposedPorts": {"80/tcp": {}}, "HostConfig": {"PublishAllPorts": True}}
+    body = {
+        "Image": busybox,
+        "Cmd": WEB_CMD,
+        "ExposedPorts": {"80/tcp": {}},
+        "HostConfig": {"PublishAllPorts": True},
+    }
     status, reply = api("POST", f"/containers/create?name={name}", body)
     assert status == 201, reply
     assert api("POST", f"/containers/{name}/start")[0] == 204

@@ -36,7 +36,20 @@ def test_docker_cli_network_lifecycle(docker, busybox, made, subnets):
     assert info["IPAM"]["Config"][0]["Subnet"] == subnet
     web = made.container("dk-web")
     port = free_port()
-    run = docker("run", "-d", "--name", web, "--network", net, "--network-alias", "site", "-p", f"{port}:80", busybox, *WEB_CMD)
+    run = docker(
+        "run",
+        "-d",
+        "--name",
+        web,
+        "--network",
+        net,
+        "--network-alias",
+        "site",
+        "-p",
+        f"{port}:80",
+        busybox,
+        *WEB_CMD,
+    )
     assert run.returncode == 0, run.stderr
     assert fetch(f"http://127.0.0.1:{port}/").startswith("hi-from-")
     assert docker("port", web).stdout.startswith(f"80/tcp -> 0.0.0.0:{port}")
@@ -70,10 +83,19 @@ def test_docker_sdk_networks(sdk, busybox, made, subnets):
     docker_sdk = pytest.importorskip("docker")
     subnet = free_subnet(subnets)
     pool = docker_sdk.types.IPAMPool(subnet=subnet)
-    network = sdk.networks.create(made.network("sdk-net"), driver="bridge", ipam=docker_sdk.types.IPAMConfig(pool_configs=[pool]))
+    network = sdk.networks.create(
+        made.network("sdk-net"), driver="bridge", ipam=docker_sdk.types.IPAMConfig(pool_configs=[pool])
+    )
     assert network.attrs["IPAM"]["Config"][0]["Subnet"] == subnet
     port = free_port()
-    container = sdk.containers.run(busybox, WEB_CMD, detach=True, name=made.container("sdk-web"), ports={"80/tcp": port}, network=network.name)
+    container = sdk.containers.run(
+        busybox,
+        WEB_CMD,
+        detach=True,
+        name=made.container("sdk-web"),
+        ports={"80/tcp": port},
+        network=network.name,
+    )
     assert fetch(f"http://127.0.0.1:{port}/").startswith("hi-from-")
     network.reload()
     assert container.id in network.attrs["Containers"]
@@ -102,9 +124,16 @@ def test_a_daemon_crash_keeps_running_containers_networked_and_removes_the_rest(
     state = json.loads(state_path.read_text())
     ghost_endpoint = "f" * 64
     network_id = next(iter(state["networks"]))
-    state["endpoints"][ghost_endpoint] = {"network": network_id, "address": "10.0.0.9/24", "mac": "02:42:0a:00:00:09", "ports": []}
+    state["endpoints"][ghost_endpoint] = {
+        "network": network_id,
+        "address": "10.0.0.9/24",
+        "mac": "02:42:0a:00:00:09",
+        "ports": [],
+    }
     ghost_link = "pyv" + ghost_endpoint[:12]
-    subprocess.run(["ip", "link", "add", ghost_link, "type", "veth", "peer", "name", "pyvghostpeer0"], check=True)
+    subprocess.run(
+        ["ip", "link", "add", ghost_link, "type", "veth", "peer", "name", "pyvghostpeer0"], check=True
+    )
     try:
         daemon.process.kill()
         daemon.process.wait(30)

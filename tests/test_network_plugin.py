@@ -40,7 +40,9 @@ def test_a_container_on_a_plugins_network(cli, busybox, plugin):
         assert run.returncode == 0, run.stderr
         address = cli("inspect", "--format", "{{.NetworkSettings.IPAddress}}", box).stdout.strip()
         assert address.startswith(subnet.rsplit(".", 1)[0] + ".")
-        shown = cli("run", "--rm", "--network", f"container:{box}", busybox, "ip", "-o", "-4", "addr", "show", "eth0")
+        shown = cli(
+            "run", "--rm", "--network", f"container:{box}", busybox, "ip", "-o", "-4", "addr", "show", "eth0"
+        )
         assert f"inet {address}/24" in shown.stdout
         gateway = subnet.rsplit(".", 1)[0] + ".1"
         ping = cli("run", "--rm", "--network", f"container:{box}", busybox, "ping", "-c1", "-W2", gateway)

@@ -6,7 +6,6 @@ import struct
 from ipaddress import IPv4Address, IPv4Network
 
 import pytest
-
 from pyengine.errors import Conflict, InvalidArgument, Unavailable
 from pyengine.networks import dns, ipam
 from pyengine.networks.ports import parse_port_key, requested_bindings
@@ -15,7 +14,9 @@ from pyengine.networks.ports import parse_port_key, requested_bindings
 def test_default_pool_skips_host_routes_and_networks_in_use():
     routes = [IPv4Network("172.17.0.0/16"), IPv4Network("172.16.0.0/12")]
     assert ipam.choose_subnet([], routes=[IPv4Network("172.17.0.0/16")]) == IPv4Network("172.18.0.0/16")
-    assert ipam.choose_subnet([IPv4Network("192.168.0.0/20")], routes=routes) == IPv4Network("192.168.16.0/20")
+    assert ipam.choose_subnet([IPv4Network("192.168.0.0/20")], routes=routes) == IPv4Network(
+        "192.168.16.0/20"
+    )
     every = list(ipam.default_pools())
     with pytest.raises(Unavailable):
         ipam.choose_subnet(every, routes=[])
@@ -48,8 +49,12 @@ def test_allocation_skips_gateway_and_used_and_honours_range_and_wanted():
     gateway = IPv4Address("10.123.9.1")
     assert ipam.allocate(subnet, gateway, set()) == IPv4Address("10.123.9.2")
     assert ipam.allocate(subnet, gateway, {IPv4Address("10.123.9.2")}) == IPv4Address("10.123.9.3")
-    assert ipam.allocate(subnet, gateway, set(), ip_range=IPv4Network("10.123.9.4/30")) == IPv4Address("10.123.9.5")
-    assert ipam.allocate(subnet, gateway, set(), wanted=IPv4Address("10.123.9.6")) == IPv4Address("10.123.9.6")
+    assert ipam.allocate(subnet, gateway, set(), ip_range=IPv4Network("10.123.9.4/30")) == IPv4Address(
+        "10.123.9.5"
+    )
+    assert ipam.allocate(subnet, gateway, set(), wanted=IPv4Address("10.123.9.6")) == IPv4Address(
+        "10.123.9.6"
+    )
     with pytest.raises(InvalidArgument, match="contain the IP address"):
         ipam.allocate(subnet, gateway, set(), wanted=IPv4Address("10.123.10.6"))
     with pytest.raises(Conflict):
@@ -65,8 +70,14 @@ def test_port_bindings_are_validated():
         ("tcp", 80, "", 8080, 8080)
     ]
     assert requested_bindings(None, {"53/udp": {}}, True) == [("udp", 53, "", 0, 0)]
-    assert requested_bindings({"80/tcp": [{"HostPort": "8000-8010"}]}, None, False) == [("tcp", 80, "", 8000, 8010)]
-    for bad in ({"80/tcp": [{"HostPort": "x"}]}, {"80/tcp": [{"HostIp": "nope", "HostPort": "1"}]}, {"80/xyz": [{}]}):
+    assert requested_bindings({"80/tcp": [{"HostPort": "8000-8010"}]}, None, False) == [
+        ("tcp", 80, "", 8000, 8010)
+    ]
+    for bad in (
+        {"80/tcp": [{"HostPort": "x"}]},
+        {"80/tcp": [{"HostIp": "nope", "HostPort": "1"}]},
+        {"80/xyz": [{}]},
+    ):
         with pytest.raises(InvalidArgument):
             requested_bindings(bad, None, False)
     assert parse_port_key("53/UDP") == (53, "udp")

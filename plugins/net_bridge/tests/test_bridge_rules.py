@@ -13,7 +13,10 @@ from pyengine_net_bridge.plugin import DEFAULT_ROOT, table_name
 def test_render_has_nat_publishing_and_isolation():
     rules = RuleSet(
         bridges=[BridgeRules("pye-a", "10.123.1.0/24"), BridgeRules("pye-b", "10.123.2.0/24", internal=True)],
-        forwards=[Forward("tcp", "", 8080, "10.123.1.2", 80), Forward("udp", "127.0.0.1", 5353, "10.123.1.2", 53)],
+        forwards=[
+            Forward("tcp", "", 8080, "10.123.1.2", 80),
+            Forward("udp", "127.0.0.1", 5353, "10.123.1.2", 53),
+        ],
     )
     text = render(rules, "pyengine-test")
     assert text.startswith("add table ip pyengine-test\ndelete table ip pyengine-test\n")

@@ -90,7 +90,9 @@ class CreateOptions:
     cpus: str | None = None
     console_size: tuple[int, int] | None = None
 
-    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop", "network_alias")
+    _LISTS = (
+        "command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop", "network_alias"
+    )
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image

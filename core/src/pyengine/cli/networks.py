@@ -14,8 +14,16 @@ from pyengine.cli.session import CommandError
 
 _SETTINGS = {"help_option_names": ["--help"]}
 NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
-NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-                   "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+NETWORK_HEADERS = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED AT",
+}
 
 
 def parse_options(items: tuple[str, ...], what: str) -> dict[str, str]:
@@ -45,9 +53,19 @@ def network() -> None:
 @click.option("--attachable", is_flag=True, help="Enable manual container attachment")
 @click.argument("name")
 @click.pass_context
-def create(ctx: click.Context, driver: str, subnet: tuple[str, ...], gateway: tuple[str, ...],
-           ip_range: tuple[str, ...], ipam_driver: str, opt: tuple[str, ...], label: tuple[str, ...],
-           internal: bool, attachable: bool, name: str) -> int:
+def create(
+    ctx: click.Context,
+    driver: str,
+    subnet: tuple[str, ...],
+    gateway: tuple[str, ...],
+    ip_range: tuple[str, ...],
+    ipam_driver: str,
+    opt: tuple[str, ...],
+    label: tuple[str, ...],
+    internal: bool,
+    attachable: bool,
+    name: str,
+) -> int:
     """Create a network."""
     if len(gateway) > len(subnet) or len(ip_range) > len(subnet):
         raise CommandError("every ip-range or gateway must have a corresponding subnet", 125)
@@ -60,11 +78,18 @@ def create(ctx: click.Context, driver: str, subnet: tuple[str, ...], gateway: tu
             entry["IPRange"] = ip_range[index]
         config.append(entry)
     body = {
-        "Name": name, "Driver": driver, "Scope": "",
+        "Name": name,
+        "Driver": driver,
+        "Scope": "",
         "IPAM": {"Driver": ipam_driver, "Options": {}, "Config": config},
-        "Internal": internal, "Attachable": attachable, "Ingress": False, "ConfigOnly": False,
-        "ConfigFrom": None, "Options": parse_options(opt, "-o, --opt"),
-        "Labels": parse_options(label, "--label"), "CheckDuplicate": True,
+        "Internal": internal,
+        "Attachable": attachable,
+        "Ingress": False,
+        "ConfigOnly": False,
+        "ConfigFrom": None,
+        "Options": parse_options(opt, "-o, --opt"),
+        "Labels": parse_options(label, "--label"),
+        "CheckDuplicate": True,
     }
     reply = client_of(ctx).post("/networks/create", None, body)
     click.echo(reply["Id"])
@@ -83,12 +108,18 @@ def ls(ctx: click.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
     rows = []
     for item in sorted(listed, key=lambda n: n["Name"]):
         labels = ",".join(f"{k}={v}" for k, v in sorted((item.get("Labels") or {}).items()))
-        rows.append({
-            "ID": item["Id"] if no_trunc else item["Id"][:12], "Name": item["Name"], "Driver": item["Driver"],
-            "Scope": item.get("Scope", "local"), "IPv6": str(item.get("EnableIPv6", False)).lower(),
-            "Internal": str(item.get("Internal", False)).lower(), "Labels": labels,
-            "CreatedAt": item.get("Created", ""),
-        })
+        rows.append(
+            {
+                "ID": item["Id"] if no_trunc else item["Id"][:12],
+                "Name": item["Name"],
+                "Driver": item["Driver"],
+                "Scope": item.get("Scope", "local"),
+                "IPv6": str(item.get("EnableIPv6", False)).lower(),
+                "Internal": str(item.get("Internal", False)).lower(),
+                "Labels": labels,
+                "CreatedAt": item.get("Created", ""),
+            }
+        )
     if quiet and not format_text:
         format_text = "{{.ID}}"
     print_rows(_render(format_text, rows, NETWORK_HEADERS, NETWORK_TABLE))
@@ -144,7 +175,9 @@ def connect(ctx: click.Context, alias: tuple[str, ...], ip: str, network_name: s
     config: dict[str, Any] = {"Aliases": list(alias) or None}
     if ip:
         config["IPAMConfig"] = {"IPv4Address": ip}
-    client_of(ctx).post(f"/networks/{network_name}/connect", None, {"Container": container, "EndpointConfig": config})
+    client_of(ctx).post(
+        f"/networks/{network_name}/connect", None, {"Container": container, "EndpointConfig": config}
+    )
     return 0
 
 
@@ -155,7 +188,9 @@ def connect(ctx: click.Context, alias: tuple[str, ...], ip: str, network_name: s
 @click.pass_context
 def disconnect(ctx: click.Context, force: bool, network_name: str, container: str) -> int:
     """Disconnect a container from a network."""
-    client_of(ctx).post(f"/networks/{network_name}/disconnect", None, {"Container": container, "Force": force})
+    client_of(ctx).post(
+        f"/networks/{network_name}/disconnect", None, {"Container": container, "Force": force}
+    )
     return 0
 
 
@@ -166,8 +201,10 @@ def disconnect(ctx: click.Context, force: bool, network_name: str, container: st
 def prune(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> int:
     """Remove all unused networks."""
     if not force:
-        sys.stdout.write("WARNING! This will remove all custom networks not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.write(
+            "WARNING! This will remove all custom networks not used by at least one container.\n"
+            "Are you sure you want to continue? [y/N] "
+        )
         sys.stdout.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0

@@ -258,7 +258,9 @@ class ContainerService:
             raise failed
         self.hooks.call("pyengine_container_post_start", container=container)
 
-    async def _start_process(self, container: Container, network_ns: dict[str, Any] | None) -> EngineError | None:
+    async def _start_process(
+        self, container: Container, network_ns: dict[str, Any] | None
+    ) -> EngineError | None:
         """Write the bundle and have the supervisor start the process; the start error, if any."""
         try:
             bundle = await asyncio.to_thread(self._write_bundle, container, network_ns)

@@ -146,7 +146,9 @@ def port_list(container: Container) -> list[dict[str, Any]]:
         if not bindings:
             out.append({"PrivatePort": int(port), "Type": proto})
         for b in bindings or []:
-            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]), "Type": proto})
+            out.append(
+                {"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]), "Type": proto}
+            )
     return out
 
 

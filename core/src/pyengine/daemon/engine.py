@@ -6,8 +6,8 @@ import logging
 import os
 import platform
 import uuid
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from pyengine import __version__
 from pyengine.containers.service import ContainerService

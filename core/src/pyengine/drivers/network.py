@@ -132,10 +132,10 @@ class NetworkDriver(abc.ABC):
 
             raise InvalidArgument(f"the {self.name} network driver cannot publish ports")
 
-    def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:
+    def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:  # noqa: B027
         """Stop forwarding the endpoint's published ports. Idempotent."""
 
-    def reconcile(self, networks: set[str], endpoints: set[str]) -> None:
+    def reconcile(self, networks: set[str], endpoints: set[str]) -> None:  # noqa: B027
         """At daemon start: remove every network and endpoint (links, rules) not in these sets."""
 
     def status(self) -> list[tuple[str, Any]]:

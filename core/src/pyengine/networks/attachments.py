@@ -74,7 +74,9 @@ class ContainerAttachments:
         wanted = ((config.get("IPAMConfig") or {}).get("IPv4Address")) or ""
         user_defined = network.Name not in ("bridge", "host", "none")
         if aliases and not user_defined:
-            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+            raise InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
         if wanted:
             if not user_defined:
                 raise InvalidArgument("user specified IP address is supported on user defined networks only")
@@ -112,7 +114,11 @@ class ContainerAttachments:
         if set(drivers.values()) <= {"null"}:
             return {"type": "network"}
         if set(settings["Networks"]) == {"bridge"} and "bridge" in self.driver_errors:  # type: ignore[attr-defined]
-            log.warning("the default bridge is not usable (%s): no network for %s", self.driver_errors["bridge"], container.Id[:12])  # type: ignore[attr-defined]
+            log.warning(
+                "the default bridge is not usable (%s): no network for %s",
+                self.driver_errors["bridge"],
+                container.Id[:12],
+            )  # type: ignore[attr-defined]
             return {"type": "network"}
         sandbox = self.netns_dir / container.Id
         if sandbox.exists():
@@ -151,11 +157,21 @@ class ContainerAttachments:
                 IPPrefixLen=subnet.prefixlen,
                 MacAddress=ipam.mac_for(address),
             )
-        driver.create_endpoint(network.Id, endpoint_id, address=f"{address}/{subnet.prefixlen}", mac=entry["MacAddress"])
-        driver.join(network.Id, endpoint_id, container.NetworkSettings["SandboxKey"], ifname=f"eth{index}", default_route=index == 0)
+        driver.create_endpoint(
+            network.Id, endpoint_id, address=f"{address}/{subnet.prefixlen}", mac=entry["MacAddress"]
+        )
+        driver.join(
+            network.Id,
+            endpoint_id,
+            container.NetworkSettings["SandboxKey"],
+            ifname=f"eth{index}",
+            default_route=index == 0,
+        )
         if index == 0:
             hc = container.HostConfig
-            wanted_ports = ports.requested_bindings(hc.PortBindings, container.Config.ExposedPorts, hc.PublishAllPorts)
+            wanted_ports = ports.requested_bindings(
+                hc.PortBindings, container.Config.ExposedPorts, hc.PublishAllPorts
+            )
             bindings = self.ports.reserve(endpoint_id, wanted_ports)
             driver.program_external_connectivity(network.Id, endpoint_id, bindings)
             published: dict[str, Any] = {key: None for key in container.Config.ExposedPorts or {}}
@@ -228,19 +244,28 @@ class ContainerAttachments:
         """``network connect``: record the network; join it now when the container runs."""
         mode = container.HostConfig.NetworkMode
         if mode == "host" or mode.startswith("container:") or network.Driver in ("host", "null"):
-            raise InvalidArgument("container cannot be disconnected from host network or connected to host network")
+            raise InvalidArgument(
+                "container cannot be disconnected from host network or connected to host network"
+            )
         settings = container.NetworkSettings or {"Networks": {}, "SandboxKey": "", "Ports": {}}
         container.NetworkSettings = settings
         names = settings["Networks"]
         if any(e.get("NetworkID") == network.Id for e in names.values()):
-            raise PermissionDenied(f"endpoint with name {container.Name} already exists in network {network.Name}")
+            raise PermissionDenied(
+                f"endpoint with name {container.Name} already exists in network {network.Name}"
+            )
         if "none" in names:
-            raise InvalidArgument("container cannot be connected to multiple networks with one of the networks in private (none) mode")
+            raise InvalidArgument(
+                "container cannot be connected to multiple networks with one of the networks "
+                "in private (none) mode"
+            )
         entry = self._endpoint_entry(network, config or {})
         names[network.Name] = entry
         if container.State.running and settings.get("SandboxKey"):
             try:
-                self._join(container, network.Name, entry, len([e for e in names.values() if e.get("EndpointID")]))
+                self._join(
+                    container, network.Name, entry, len([e for e in names.values() if e.get("EndpointID")])
+                )
             except BaseException:
                 self._leave(entry)
                 names.pop(network.Name, None)
@@ -251,7 +276,9 @@ class ContainerAttachments:
         for name, entry in list(names.items()):
             if entry.get("NetworkID") == network.Id:
                 if network.Driver == "host":
-                    raise InvalidArgument("container cannot be disconnected from host network or connected to host network")
+                    raise InvalidArgument(
+                        "container cannot be disconnected from host network or connected to host network"
+                    )
                 self._leave(entry)
                 names.pop(name)
                 return
@@ -324,8 +351,12 @@ class ContainerAttachments:
                             exact.append((proto, port, host_ip, int(b["HostPort"]), int(b["HostPort"])))
                     self.ports.reserve(first["EndpointID"], exact)
                 except EngineError as exc:
-                    log.warning("could not reserve the published ports of %s again: %s", container.Id[:12], exc)
-            if self.dns is not None and any(n != "bridge" and e.get("EndpointID") for n, e in networks.items()):
+                    log.warning(
+                        "could not reserve the published ports of %s again: %s", container.Id[:12], exc
+                    )
+            if self.dns is not None and any(
+                n != "bridge" and e.get("EndpointID") for n, e in networks.items()
+            ):
                 try:
                     self.dns.open(container.Id, sandbox)
                 except OSError as exc:

@@ -121,5 +121,6 @@ def _bind_first(
                 raise InvalidArgument(f"host IP {host_ip} is not an address of this host") from None
             if exc.errno != errno.EADDRINUSE:
                 raise
-    shown = f"{host_ip or '0.0.0.0'}:{candidates[0] if len(candidates) == 1 else f'{candidates[0]}-{candidates[-1]}'}"
+    ports = str(candidates[0]) if len(candidates) == 1 else f"{candidates[0]}-{candidates[-1]}"
+    shown = f"{host_ip or '0.0.0.0'}:{ports}"
     raise PortAllocated(f"Bind for {shown} failed: port is already allocated")

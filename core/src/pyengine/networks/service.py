@@ -67,7 +67,9 @@ class NetworkService(ContainerAttachments):
         self.state_root = Path(state_root)
         self.netns_dir = Path(exec_root) / "netns"
         self.hooks = hooks
-        self.factories = registry.installed_factories(ENTRY_POINT_NAMESPACE) if factories is None else factories
+        self.factories = (
+            registry.installed_factories(ENTRY_POINT_NAMESPACE) if factories is None else factories
+        )
         self.drivers: dict[str, NetworkDriver] = {}
         self.driver_errors: dict[str, str] = {}
         self.networks: dict[str, Network] = {}
@@ -87,10 +89,16 @@ class NetworkService(ContainerAttachments):
             root, options = self.state_root / name, {}
             if factory is None and name != REMOTE and callable(self.factories.get(REMOTE)):
                 # not an installed driver: maybe a Docker network plugin listening on a socket
-                factory, root, options = self.factories[REMOTE], self.state_root / REMOTE / name, {"plugin": name}
+                factory, root, options = (
+                    self.factories[REMOTE],
+                    self.state_root / REMOTE / name,
+                    {"plugin": name},
+                )
             if factory is None:
                 known = ", ".join(sorted({*self.factories, "host", "null"} - {REMOTE}))
-                raise NotFound(f"plugin {name!r} not found: no network driver of that name (installed: {known})")
+                raise NotFound(
+                    f"plugin {name!r} not found: no network driver of that name (installed: {known})"
+                )
             if isinstance(factory, Exception):
                 raise EngineError(f"network driver {name} failed to load: {factory}")
             driver = factory(root=root, options=options)
@@ -132,7 +140,10 @@ class NetworkService(ContainerAttachments):
             if name == "bridge":
                 subnet = ipam.choose_subnet(self._subnets_in_use())
                 network.IPAM.Config = [IPAMConfig(Subnet=str(subnet), Gateway=str(ipam.first_host(subnet)))]
-                network.Options = {**_DEFAULT_BRIDGE_OPTIONS, "com.docker.network.bridge.name": self.default_bridge}
+                network.Options = {
+                    **_DEFAULT_BRIDGE_OPTIONS,
+                    "com.docker.network.bridge.name": self.default_bridge,
+                }
             self._save(network)
             self.networks[network.Id] = network
         for network in self.networks.values():
@@ -173,7 +184,9 @@ class NetworkService(ContainerAttachments):
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise InvalidArgument(f"network {name_or_id} is ambiguous ({len(matches)} matches found based on ID prefix)")
+            raise InvalidArgument(
+                f"network {name_or_id} is ambiguous ({len(matches)} matches found based on ID prefix)"
+            )
         raise NotFound(f"network {name_or_id} not found")
 
     def all(self) -> list[Network]:
@@ -194,7 +207,9 @@ class NetworkService(ContainerAttachments):
         if not name:
             raise InvalidArgument("network name is required")
         if not _valid_name(name):
-            raise InvalidArgument(f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+            raise InvalidArgument(
+                f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
         driver_name = request.Driver or "bridge"
         if name in BUILTIN or driver_name in ("host", "null"):
             raise PermissionDenied(f"{name} is a pre-defined network and cannot be created")
@@ -203,7 +218,9 @@ class NetworkService(ContainerAttachments):
         driver = self.driver(driver_name)
         configs = (request.IPAM.Config if request.IPAM else None) or []
         if request.IPAM and request.IPAM.Driver not in ("", "default"):
-            raise NotFound(f"plugin {request.IPAM.Driver!r} not found: only the default IPAM driver is built in")
+            raise NotFound(
+                f"plugin {request.IPAM.Driver!r} not found: only the default IPAM driver is built in"
+            )
         if len(configs) > 1:
             raise InvalidArgument("only one IPv4 subnet per network is supported")
         with self._lock:
@@ -215,7 +232,11 @@ class NetworkService(ContainerAttachments):
                 Id=ids.new_id(),
                 Created=now_rfc3339(),
                 Driver=driver_name,
-                IPAM=IPAMSpec(Driver="default", Options=(request.IPAM.Options if request.IPAM else None) or {}, Config=[config]),
+                IPAM=IPAMSpec(
+                    Driver="default",
+                    Options=(request.IPAM.Options if request.IPAM else None) or {},
+                    Config=[config],
+                ),
                 Internal=request.Internal,
                 Attachable=request.Attachable,
                 Options=dict(request.Options or {}),
@@ -260,7 +281,8 @@ class NetworkService(ContainerAttachments):
         with self._lock:
             if self.active_containers(network):
                 raise PermissionDenied(
-                    f"error while removing network: network {network.Name} id {network.Id} has active endpoints"
+                    f"error while removing network: network {network.Name} id {network.Id} "
+                    "has active endpoints"
                 )
             self.driver(network.Driver).delete_network(network.Id)
             with self.db.transaction() as cur:

@@ -62,7 +62,9 @@ class Harness:
         self.count += 1
         return _new_id(self.count, self.salt)
 
-    def network(self, subnet: ipaddress.IPv4Network, options: dict[str, str] | None = None) -> tuple[str, IPv4Data]:
+    def network(
+        self, subnet: ipaddress.IPv4Network, options: dict[str, str] | None = None
+    ) -> tuple[str, IPv4Data]:
         network_id = self.ident()
         data = IPv4Data(str(subnet), str(subnet.network_address + 1))
         self.driver.create_network(network_id, data, options or {})
@@ -75,11 +77,15 @@ class Harness:
         self.sandboxes.append(path)
         return str(path)
 
-    def endpoint(self, network_id: str, data: IPv4Data, host: int, sandbox: str, ifname: str = "eth0") -> tuple[str, str]:
+    def endpoint(
+        self, network_id: str, data: IPv4Data, host: int, sandbox: str, ifname: str = "eth0"
+    ) -> tuple[str, str]:
         subnet = ipaddress.IPv4Network(data.subnet)
         address = subnet.network_address + host
         endpoint_id = self.ident()
-        self.driver.create_endpoint(network_id, endpoint_id, address=f"{address}/{subnet.prefixlen}", mac=ipam.mac_for(address))
+        self.driver.create_endpoint(
+            network_id, endpoint_id, address=f"{address}/{subnet.prefixlen}", mac=ipam.mac_for(address)
+        )
         self.driver.join(network_id, endpoint_id, sandbox, ifname=ifname, default_route=ifname == "eth0")
         return endpoint_id, str(address)
 
@@ -146,8 +152,12 @@ def interface_addresses(sandbox: str) -> dict[str, list[str]]:
     with sock:
         for name in names:
             try:
-                packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
-                mask = fcntl.ioctl(sock.fileno(), 0x891B, struct.pack("256s", name.encode()[:15]))  # SIOCGIFNETMASK
+                packed = fcntl.ioctl(
+                    sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15])
+                )  # SIOCGIFADDR
+                mask = fcntl.ioctl(
+                    sock.fileno(), 0x891B, struct.pack("256s", name.encode()[:15])
+                )  # SIOCGIFNETMASK
             except OSError:
                 out[name] = []
                 continue
@@ -198,7 +208,11 @@ class NetworkDriverSuite:
         (subnet,) = _free_subnets(1)
         before = Path("/proc/net/dev").read_text().count("\n")
         with pytest.raises(InvalidArgument):
-            harness.driver.create_network(harness.ident(), IPv4Data(str(subnet), str(subnet.network_address + 1)), {"no.such.option": "1"})
+            harness.driver.create_network(
+                harness.ident(),
+                IPv4Data(str(subnet), str(subnet.network_address + 1)),
+                {"no.such.option": "1"},
+            )
         assert Path("/proc/net/dev").read_text().count("\n") == before
 
     # ---- endpoints ----------------------------------------------------------------------------
@@ -226,7 +240,9 @@ class NetworkDriverSuite:
         (subnet,) = _free_subnets(1)
         network_id, _ = harness.network(subnet)
         with pytest.raises(NotFound):
-            harness.driver.join(network_id, harness.ident(), harness.sandbox(), ifname="eth0", default_route=True)
+            harness.driver.join(
+                network_id, harness.ident(), harness.sandbox(), ifname="eth0", default_route=True
+            )
         harness.driver.delete_endpoint(network_id, harness.ident())  # unknown: ignored
 
     def test_reconcile_removes_what_the_core_does_not_know(self, harness: Harness) -> None:
@@ -250,7 +266,9 @@ class NetworkDriverSuite:
         probe.bind(("127.0.0.1", 0))
         host_port = probe.getsockname()[1]
         probe.close()
-        harness.driver.program_external_connectivity(network_id, endpoint_id, [PortBinding("tcp", 80, "", host_port)])
+        harness.driver.program_external_connectivity(
+            network_id, endpoint_id, [PortBinding("tcp", 80, "", host_port)]
+        )
         listener = listen_in(sandbox, 80)
         with listener:
             thread = serve_once(listener, b"hello")

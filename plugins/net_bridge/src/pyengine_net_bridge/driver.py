@@ -101,12 +101,19 @@ class BridgeDriver(NetworkDriver):
         name = bridge_name(network_id, options)
         if not name.startswith(BRIDGE_PREFIX) or len(name) > 15:
             raise InvalidArgument(
-                f"bridge name {name!r}: pyengine only manages bridges named {BRIDGE_PREFIX}* (at most 15 characters)"
+                f"bridge name {name!r}: pyengine only manages bridges named {BRIDGE_PREFIX}* "
+                "(at most 15 characters)"
             )
         mtu = int(options.get("com.docker.network.driver.mtu") or 1500)
         network = ipaddress.ip_network(ipv4.subnet)
         with self._lock:
-            record = {"bridge": name, "subnet": str(network), "gateway": ipv4.gateway, "internal": internal, "mtu": mtu}
+            record = {
+                "bridge": name,
+                "subnet": str(network),
+                "gateway": ipv4.gateway,
+                "internal": internal,
+                "mtu": mtu,
+            }
             for other_id, other in self.networks.items():
                 if other_id != network_id and other["bridge"] == name:
                     raise AlreadyExists(f"bridge {name} is already used by network {other_id[:12]}")
@@ -223,7 +230,8 @@ class BridgeDriver(NetworkDriver):
                 raise NotFound(f"endpoint {endpoint_id[:12]} not found")
             previous = ep.get("ports", [])
             ep["ports"] = [
-                {"proto": b.proto, "port": b.port, "host_ip": b.host_ip, "host_port": b.host_port} for b in bindings
+                {"proto": b.proto, "port": b.port, "host_ip": b.host_ip, "host_port": b.host_port}
+                for b in bindings
             ]
             try:
                 self._sync_rules()

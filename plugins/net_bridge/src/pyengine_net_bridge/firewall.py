@@ -64,9 +64,13 @@ def render(rules: RuleSet, table: str = TABLE) -> str:
         ports.append(f"{where}{fwd.proto} dport {fwd.host_port} dnat to {fwd.address}:{fwd.port}")
     lines += _chain("ports", None, ports)
     lines += _chain(
-        "prerouting", "type nat hook prerouting priority dstnat; policy accept;", ["fib daddr type local jump ports"]
+        "prerouting",
+        "type nat hook prerouting priority dstnat; policy accept;",
+        ["fib daddr type local jump ports"],
     )
-    lines += _chain("output", "type nat hook output priority -100; policy accept;", ["fib daddr type local jump ports"])
+    lines += _chain(
+        "output", "type nat hook output priority -100; policy accept;", ["fib daddr type local jump ports"]
+    )
     post = []
     forward = []
     for rule in rules.bridges:

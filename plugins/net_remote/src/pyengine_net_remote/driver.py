@@ -63,15 +63,24 @@ class PluginClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def call(self, method: str, body: dict[str, Any] | None = None, *, optional: bool = False) -> dict[str, Any]:
+    def call(
+        self, method: str, body: dict[str, Any] | None = None, *, optional: bool = False
+    ) -> dict[str, Any]:
         """POST /<method>; the reply's JSON. A 404 of an ``optional`` method is an empty reply."""
         conn = _UnixHTTP(self.socket_path, self.timeout)
         try:
-            conn.request("POST", f"/{method}", body=json.dumps(body or {}), headers={"Accept": ACCEPT, "Content-Type": ACCEPT})
+            conn.request(
+                "POST",
+                f"/{method}",
+                body=json.dumps(body or {}),
+                headers={"Accept": ACCEPT, "Content-Type": ACCEPT},
+            )
             response = conn.getresponse()
             raw = response.read()
         except OSError as exc:
-            raise Unavailable(f"network plugin {self.name} ({self.socket_path}) does not answer: {exc}") from exc
+            raise Unavailable(
+                f"network plugin {self.name} ({self.socket_path}) does not answer: {exc}"
+            ) from exc
         finally:
             conn.close()
         if response.status == 404 and optional:
@@ -117,14 +126,25 @@ class RemoteDriver(NetworkDriver):
         tmp.write_text(json.dumps(self.endpoints))
         os.replace(tmp, self._state_path)
 
-    def create_network(self, network_id: str, ipv4: IPv4Data, options: dict[str, str], *, internal: bool = False) -> None:
+    def create_network(
+        self, network_id: str, ipv4: IPv4Data, options: dict[str, str], *, internal: bool = False
+    ) -> None:
         prefix = ipv4.subnet.split("/")[1]
         self.client.call(
             "NetworkDriver.CreateNetwork",
             {
                 "NetworkID": network_id,
-                "Options": {"com.docker.network.generic": dict(options), "com.docker.network.internal": internal},
-                "IPv4Data": [{"AddressSpace": "LocalDefault", "Pool": ipv4.subnet, "Gateway": f"{ipv4.gateway}/{prefix}"}],
+                "Options": {
+                    "com.docker.network.generic": dict(options),
+                    "com.docker.network.internal": internal,
+                },
+                "IPv4Data": [
+                    {
+                        "AddressSpace": "LocalDefault",
+                        "Pool": ipv4.subnet,
+                        "Gateway": f"{ipv4.gateway}/{prefix}",
+                    }
+                ],
                 "IPv6Data": [],
             },
         )
@@ -135,7 +155,12 @@ class RemoteDriver(NetworkDriver):
     def create_endpoint(self, network_id: str, endpoint_id: str, *, address: str, mac: str) -> None:
         reply = self.client.call(
             "NetworkDriver.CreateEndpoint",
-            {"NetworkID": network_id, "EndpointID": endpoint_id, "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": mac}, "Options": {}},
+            {
+                "NetworkID": network_id,
+                "EndpointID": endpoint_id,
+                "Interface": {"Address": address, "AddressIPv6": "", "MacAddress": mac},
+                "Options": {},
+            },
         )
         interface = reply.get("Interface") or {}
         with self._lock:
@@ -151,14 +176,19 @@ class RemoteDriver(NetworkDriver):
             known = self.endpoints.pop(endpoint_id, None)
             self._save()
         if known is not None:
-            self.client.call("NetworkDriver.DeleteEndpoint", {"NetworkID": network_id, "EndpointID": endpoint_id})
+            self.client.call(
+                "NetworkDriver.DeleteEndpoint", {"NetworkID": network_id, "EndpointID": endpoint_id}
+            )
 
-    def join(self, network_id: str, endpoint_id: str, sandbox_key: str, *, ifname: str, default_route: bool) -> None:
+    def join(
+        self, network_id: str, endpoint_id: str, sandbox_key: str, *, ifname: str, default_route: bool
+    ) -> None:
         endpoint = self.endpoints.get(endpoint_id)
         if endpoint is None:
             raise NotFound(f"endpoint {endpoint_id[:12]} not found")
         reply = self.client.call(
-            "NetworkDriver.Join", {"NetworkID": network_id, "EndpointID": endpoint_id, "SandboxKey": sandbox_key, "Options": {}}
+            "NetworkDriver.Join",
+            {"NetworkID": network_id, "EndpointID": endpoint_id, "SandboxKey": sandbox_key, "Options": {}},
         )
         source = (reply.get("InterfaceName") or {}).get("SrcName")
         if not source:
@@ -195,13 +225,21 @@ class RemoteDriver(NetworkDriver):
     def leave(self, network_id: str, endpoint_id: str) -> None:
         self.client.call("NetworkDriver.Leave", {"NetworkID": network_id, "EndpointID": endpoint_id})
 
-    def program_external_connectivity(self, network_id: str, endpoint_id: str, bindings: list[PortBinding]) -> None:
+    def program_external_connectivity(
+        self, network_id: str, endpoint_id: str, bindings: list[PortBinding]
+    ) -> None:
         if not bindings:
             return
         protocols = {"tcp": 6, "udp": 17, "sctp": 132}
         options = {
             "com.docker.network.portmap": [
-                {"Proto": protocols[b.proto], "Port": b.port, "HostIP": b.host_ip, "HostPort": b.host_port, "HostPortEnd": b.host_port}
+                {
+                    "Proto": protocols[b.proto],
+                    "Port": b.port,
+                    "HostIP": b.host_ip,
+                    "HostPort": b.host_port,
+                    "HostPortEnd": b.host_port,
+                }
                 for b in bindings
             ]
         }
@@ -213,7 +251,9 @@ class RemoteDriver(NetworkDriver):
 
     def revoke_external_connectivity(self, network_id: str, endpoint_id: str) -> None:
         self.client.call(
-            "NetworkDriver.RevokeExternalConnectivity", {"NetworkID": network_id, "EndpointID": endpoint_id}, optional=True
+            "NetworkDriver.RevokeExternalConnectivity",
+            {"NetworkID": network_id, "EndpointID": endpoint_id},
+            optional=True,
         )
 
     def reconcile(self, networks: set[str], endpoints: set[str]) -> None:

@@ -24,5 +24,8 @@ def factory(root: Path, options: dict[str, Any] | None = None) -> RemoteDriver:
         raise InvalidArgument(f"unknown options for the remote network driver: {', '.join(options)}")
     path = find_plugin(name, dirs)
     if path is None:
-        raise NotFound(f"plugin {name!r} not found: no network driver of that name, and no plugin socket in {', '.join(dirs)}")
+        raise NotFound(
+            f"plugin {name!r} not found: no network driver of that name, "
+            f"and no plugin socket in {', '.join(dirs)}"
+        )
     return RemoteDriver(Path(root), PluginClient(name, path))
