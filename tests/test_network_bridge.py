@@ -192,3 +192,21 @@ def test_an_internal_network_has_no_way_out(cli, busybox, made, subnets):
     assert routes.returncode == 0 and "default" not in routes.stdout and "eth0" in routes.stdout
     info = json.loads(cli("network", "inspect", net).stdout)[0]
     assert info["Internal"] is True
+
+
+def test_udp_ports_are_forwarded_by_a_rule_of_our_own_table(cli, busybox, made, daemon, api):
+    from pyengine_net_bridge.firewall import Nftables
+    from pyengine_net_bridge.plugin import table_name
+
+    table = Nftables(table_name(daemon.data_path / "network" / "bridge"))
+    port = free_port()
+    name = made.container("net-udp")
+    published = f"127.0.0.1:{port}:53/udp"
+    assert cli("run", "-d", "--name", name, "-p", published, busybox, "sleep", "300").returncode == 0
+    address = inspect(cli, name, "{{json .NetworkSettings.IPAddress}}")
+    assert f"ip daddr 127.0.0.1 udp dport {port} dnat to {address}:53" in table.list_table()
+    assert cli("port", name, "53/udp").stdout == f"127.0.0.1:{port}\n"
+    assert cli("rm", "-f", name).returncode == 0
+    assert f"udp dport {port}" not in table.list_table()
+    status, info = api("GET", "/info")
+    assert status == 200 and {"bridge", "host", "null"} <= set(info["Plugins"]["Network"])

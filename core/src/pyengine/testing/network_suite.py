@@ -140,8 +140,8 @@ def serve_once(listener: socket.socket, reply: bytes) -> threading.Thread:
 
 
 def interface_addresses(sandbox: str) -> dict[str, list[str]]:
-    """Interface name -> its IPv4 addresses with prefix, inside the sandbox (from /proc via ioctl-free
-    netlink-free means: the kernel's fib_trie would do too; pyroute2 is the driver's own business)."""
+    """Interface name -> its IPv4 address with prefix inside the sandbox, read with the classic
+    SIOCGIFADDR/SIOCGIFNETMASK ioctls (independent of whatever netlink library the driver uses)."""
     import fcntl
     import struct
 
