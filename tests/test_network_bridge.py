@@ -210,3 +210,13 @@ def test_udp_ports_are_forwarded_by_a_rule_of_our_own_table(cli, busybox, made, 
     assert f"udp dport {port}" not in table.list_table()
     status, info = api("GET", "/info")
     assert status == 200 and {"bridge", "host", "null"} <= set(info["Plugins"]["Network"])
+
+
+def test_host_mode_uses_the_hosts_names_and_container_mode_its_targets(cli, busybox, made):
+    host = cli("run", "--rm", "--network", "host", busybox, "cat", "/etc/resolv.conf")
+    with open("/etc/resolv.conf") as f:
+        assert host.returncode == 0 and host.stdout == f.read()
+    owner = made.container("net-names-owner")
+    assert cli("run", "-d", "--name", owner, "-h", "ownerhost", busybox, "sleep", "300").returncode == 0
+    joined = cli("run", "--rm", "--network", f"container:{owner}", busybox, "cat", "/etc/hosts")
+    assert joined.returncode == 0 and "ownerhost" in joined.stdout

@@ -31,6 +31,13 @@ _ENDPOINT_DEFAULTS = {
 }
 
 
+def _copy_file(source: str, destination: str) -> None:
+    try:
+        Path(destination).write_bytes(Path(source).read_bytes())
+    except OSError as exc:
+        log.warning("could not copy %s to %s: %s", source, destination, exc)
+
+
 def _blank(entry: dict[str, Any]) -> None:
     entry.update({"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""})
 
@@ -105,11 +112,17 @@ class ContainerAttachments:
             target = self.find_container(mode.partition(":")[2])
             if not target.State.running or not target.State.Pid:
                 raise Conflict(f"cannot join network of a non running container: {target.Id}")
+            # the same names as the container whose network it shares (as Docker's)
+            _copy_file(target.HostsPath, container.HostsPath)
+            _copy_file(target.ResolvConfPath, container.ResolvConfPath)
             if target.HostConfig.NetworkMode == "host":
                 return None
             return {"type": "network", "path": f"/proc/{target.State.Pid}/ns/net"}
         drivers = {e["NetworkID"]: self.get(e["NetworkID"]).Driver for e in settings["Networks"].values()}  # type: ignore[attr-defined]
         if "host" in drivers.values():
+            # the host's own names and resolvers (loopback ones work: this is the host's network)
+            _copy_file("/etc/hosts", container.HostsPath)
+            _copy_file("/etc/resolv.conf", container.ResolvConfPath)
             return None
         if set(drivers.values()) <= {"null"}:
             return {"type": "network"}
