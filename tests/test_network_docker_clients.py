@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import pytest
 from network_helpers import WEB_CMD, Cleanup, fetch, free_port, free_subnet, links
@@ -150,3 +151,28 @@ def test_a_daemon_crash_keeps_running_containers_networked_and_removes_the_rest(
         assert not [n for n in os.listdir(os.path.join(daemon.exec_root, "netns"))]
     finally:
         subprocess.run(["ip", "link", "del", ghost_link], capture_output=True)
+
+
+def test_events_show_network_connect_and_disconnect_around_a_run(api, cli, busybox):
+    since = str(int(time.time()) - 1)
+    result = cli("run", "--rm", "--name", "ev-net", busybox, "true")
+    assert result.returncode == 0, result.stderr
+    until = str(int(time.time()) + 1)
+    status, text = api("GET", f"/events?since={since}&until={until}")
+    assert status == 200
+    lines = text if isinstance(text, list) else [text] if isinstance(text, dict) else text.splitlines()
+    events = [e if isinstance(e, dict) else json.loads(e) for e in lines if e]
+    mine = [
+        (e["Type"], e["Action"])
+        for e in events
+        if e["Actor"]["Attributes"].get("name") == "ev-net"
+        or e["Actor"]["Attributes"].get("container", "x")
+        in {c["Actor"]["ID"] for c in events if c["Actor"]["Attributes"].get("name") == "ev-net"}
+    ]
+    assert mine.index(("network", "connect")) < mine.index(("container", "start"))
+    # (Docker sends die before disconnect; we release the network as the exit is recorded)
+    assert (
+        mine.index(("container", "start"))
+        < mine.index(("network", "disconnect"))
+        < mine.index(("container", "destroy"))
+    )

@@ -82,7 +82,6 @@ async def connect(request: web.Request) -> web.Response:
     container = eng.containers.get(str(body.get("Container") or ""))
     await off_loop(eng.networks.connect, network, container, body.get("EndpointConfig"))
     eng.containers.save(container)
-    eng.hooks.call("pyengine_network_post_connect", network=network, container=container)
     return web.Response(status=200)
 
 
@@ -93,7 +92,6 @@ async def disconnect(request: web.Request) -> web.Response:
     container = eng.containers.get(str(body.get("Container") or ""))
     await off_loop(eng.networks.disconnect, network, container, bool(body.get("Force")))
     eng.containers.save(container)
-    eng.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
     return web.Response(status=200)
 
 

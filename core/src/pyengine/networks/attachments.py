@@ -46,6 +46,7 @@ class ContainerAttachments:
     """The container half of the network service (see the module docstring)."""
 
     networks: dict
+    hooks: Any
     netns_dir: Path
     ports: ports.PortReservations
     dns: Any
@@ -196,6 +197,7 @@ class ContainerAttachments:
             container.NetworkSettings["Ports"] = published
         if name not in ("bridge",) and self.dns is not None:
             self.dns.open(container.Id, container.NetworkSettings["SandboxKey"])
+        self.hooks.call("pyengine_network_post_connect", network=network, container=container)
 
     def _used_addresses(self, network_id: str) -> set[IPv4Address]:
         used = set()
@@ -222,7 +224,7 @@ class ContainerAttachments:
         """Undo :meth:`attach`: endpoints, published ports, DNS, the namespace. Idempotent."""
         settings = container.NetworkSettings or {}
         for entry in (settings.get("Networks") or {}).values():
-            self._leave(entry)
+            self._leave(entry, container)
         if self.dns is not None:
             self.dns.close(container.Id)
         sandbox = settings.get("SandboxKey") or ""
@@ -235,10 +237,13 @@ class ContainerAttachments:
             settings["SandboxKey"] = ""
             settings["Ports"] = {}
 
-    def _leave(self, entry: dict[str, Any]) -> None:
+    def _leave(self, entry: dict[str, Any], container: Container) -> None:
         endpoint_id = entry.get("EndpointID")
         if not endpoint_id:
             return
+        with contextlib.suppress(EngineError):
+            network = self.get(entry["NetworkID"])  # type: ignore[attr-defined]
+            self.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
         self.ports.release(endpoint_id)
         try:
             driver = self.driver(self.get(entry["NetworkID"]).Driver)  # type: ignore[attr-defined]
@@ -280,9 +285,11 @@ class ContainerAttachments:
                     container, network.Name, entry, len([e for e in names.values() if e.get("EndpointID")])
                 )
             except BaseException:
-                self._leave(entry)
+                self._leave(entry, container)
                 names.pop(network.Name, None)
                 raise
+        else:
+            self.hooks.call("pyengine_network_post_connect", network=network, container=container)
 
     def disconnect(self, network: Any, container: Container, force: bool = False) -> None:
         names = (container.NetworkSettings or {}).get("Networks") or {}
@@ -292,7 +299,10 @@ class ContainerAttachments:
                     raise InvalidArgument(
                         "container cannot be disconnected from host network or connected to host network"
                     )
-                self._leave(entry)
+                if entry.get("EndpointID"):
+                    self._leave(entry, container)
+                else:
+                    self.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
                 names.pop(name)
                 return
         if not force:
