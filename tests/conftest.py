@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from pyengine.testing.daemon import teardown_pyengine, wait_for_ping
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,11 +55,20 @@ class TestDaemon:
         return os.path.join(self.base_dir, "exec")
 
     def start(self) -> None:
-        self.args = [*PYENGINE, "daemon", "--data-root", self.data_root, "--exec-root", self.exec_root,
-                     "-H", self.host]
+        self.args = [
+            *PYENGINE,
+            "daemon",
+            "--data-root",
+            self.data_root,
+            "--exec-root",
+            self.exec_root,
+            "-H",
+            self.host,
+        ]
         log = open(os.path.join(self.base_dir, "daemon.log"), "ab")
-        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
         log.close()
         wait_for_ping(self.socket, self.process, 30.0, os.path.join(self.base_dir, "daemon.log"))
 
@@ -102,11 +110,18 @@ class Runner:
         self.argv = argv
         self.env = env
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 60,
-                 check_timeout: bool = True) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 60, check_timeout: bool = True
+    ) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([*self.argv, *args], input=input, capture_output=True, text=True,
-                                  timeout=timeout, env=self.env)
+            return subprocess.run(
+                [*self.argv, *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env,
+            )
         except subprocess.TimeoutExpired as exc:
             if check_timeout:
                 raise
@@ -152,8 +167,9 @@ class _UnixConnection(http.client.HTTPConnection):
 def api(daemon):
     """``api(method, path, body=None, raw=None)`` -> (status, parsed JSON body or text)."""
 
-    def call(method: str, path: str, body=None, *, raw: bytes | None = None,
-             content_type: str = "application/json"):
+    def call(
+        method: str, path: str, body=None, *, raw: bytes | None = None, content_type: str = "application/json"
+    ):
         connection = _UnixConnection(daemon.socket)
         try:
             data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -197,8 +213,9 @@ def empty_image(cli, busybox_tar) -> str:
 def run_in_pty():
     """Run a command on a real pseudo-terminal, type ``send`` into it, return (output, exit status)."""
 
-    def run(argv: list[str], send: list[bytes], env: dict[str, str] | None = None,
-            timeout: float = 30) -> tuple[bytes, int]:
+    def run(
+        argv: list[str], send: list[bytes], env: dict[str, str] | None = None, timeout: float = 30
+    ) -> tuple[bytes, int]:
         pid, master = pty.fork()
         if pid == 0:  # the child: exec the client on the pty
             try:
