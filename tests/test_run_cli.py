@@ -130,3 +130,14 @@ def test_interactive_tty(cli, busybox, run_in_pty):
     )
     assert status == 3, output
     assert b"/dev/pts/0" in output and b"xterm" in output
+
+
+def test_rename(cli, busybox):
+    cli("create", "--name", "before-rename", "busybox", "true")
+    try:
+        assert cli("rename", "before-rename", "after-rename").returncode == 0
+        assert cli("ps", "-a", "--filter", "name=after-rename", "--format", "{{.Names}}").stdout == "after-rename\n"
+        refused = cli("rename", "after-rename", "x")
+        assert refused.returncode == 1 and "Invalid container name (x)" in refused.stderr
+    finally:
+        cli("rm", "after-rename")

@@ -435,6 +435,20 @@ class ContainerService:
             raise Conflict(f"Container {container.Id} is not running")
         await self.supervisor.resize(id=container.Id, height=height, width=width)
 
+    def rename(self, container: Container, new_name: str) -> None:
+        """``docker rename``: 400 for an invalid name, 409 for one in use."""
+        new_name = ids.validate_container_name(new_name)
+        self._check_name_free(new_name)
+        old_name = container.Name
+        self.index.rename(container, new_name)
+        self.save(container)
+        self.hooks.call(
+            "pyengine_container_post_event",
+            container=container,
+            action="rename",
+            attributes={"oldName": "/" + old_name},
+        )
+
     # ---- remove -------------------------------------------------------------------------------
     async def remove(self, container: Container, *, force: bool = False) -> None:
         if container.State.running:

@@ -7,36 +7,9 @@ import time
 from typing import Any
 
 from pyengine.errors import InvalidArgument
+from pyengine.humanize import human_duration
 from pyengine.model.base import parse_rfc3339
 from pyengine.model.container import Container, ContainerStatus
-
-
-def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration, as ``docker ps`` prints it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def status_text(container: Container, now: float | None = None) -> str:
