@@ -84,7 +84,7 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": host_config,
         "GraphDriver": {"Name": container.Driver, "Data": None},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
         "Config": container.Config.model_dump(mode="json"),
         "NetworkSettings": {
             "Bridge": "",
@@ -125,7 +125,7 @@ def summary_json(container: Container, now: float | None = None) -> dict[str, An
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": container.HostConfig.NetworkMode},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
     }
 
 
