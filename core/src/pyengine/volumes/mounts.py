@@ -27,6 +27,10 @@ DEFAULT_TMPFS_OPTIONS = ["noexec", "nosuid", "nodev"]
 
 def check_volume_name(name: str) -> None:
     """Docker's rule for a local volume name, with its message."""
+    if len(name) == 1 and name.isalnum():
+        raise InvalidArgument(
+            f"create {name}: volume name is too short, names should be at least two alphanumeric characters"
+        )
     if not VOLUME_NAME.match(name):
         raise InvalidArgument(
             f'create {name}: "{name}" includes invalid characters for a local volume name, only '
@@ -86,6 +90,11 @@ def parse_bind(spec: str) -> MountPoint:
         destination = _absolute_target(kind, target)
     except InvalidArgument as exc:
         raise InvalidArgument(f"invalid volume specification: '{spec}': {exc.message}") from None
+    if kind == "bind" and "nocopy" in mode.split(","):
+        raise InvalidArgument(
+            f"invalid volume specification: '{spec}': "
+            f'{_mount_error("bind", "field VolumeOptions must not be specified").message}'
+        )
     rw, propagation, copy = parse_mode(mode, kind)
     if kind == "bind":
         return MountPoint(

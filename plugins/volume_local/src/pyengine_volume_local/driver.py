@@ -108,7 +108,7 @@ class LocalVolumeDriver(VolumeDriver):
             if self._users.get(name):
                 raise Conflict(f"volume {name} is mounted by {sorted(self._users[name])}")
             data = directory / "_data"
-            if os.path.ismount(data):
+            if _is_mount_point(data):
                 syscalls.umount2(str(data), syscalls.MNT_DETACH)
             shutil.rmtree(directory)
 
@@ -118,7 +118,7 @@ class LocalVolumeDriver(VolumeDriver):
         with self._lock:
             users = self._users.setdefault(name, set())
             options = self._options(directory)
-            if options and not users and not os.path.ismount(data):
+            if options and not users and not _is_mount_point(data):
                 try:
                     _mount_device(options, data)
                 except BaseException:
@@ -137,7 +137,7 @@ class LocalVolumeDriver(VolumeDriver):
             if users:
                 return
             self._users.pop(name, None)
-            if self._options(directory) and os.path.ismount(data):
+            if self._options(directory) and _is_mount_point(data):
                 syscalls.umount2(str(data), syscalls.MNT_DETACH)
 
     def get(self, name: str) -> VolumeInfo:
@@ -161,7 +161,17 @@ class LocalVolumeDriver(VolumeDriver):
         return self._options(self._existing(name))
 
     def is_mounted(self, name: str) -> bool:
-        return os.path.ismount(self._existing(name) / "_data")
+        return _is_mount_point(self._existing(name) / "_data")
+
+
+def _is_mount_point(path: Path | str) -> bool:
+    """Whether ``path`` is a mount point (os.path.ismount misses a bind from the same file system)."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as mountinfo:
+        for line in mountinfo:
+            if line.split()[4].replace("\\040", " ") == target:
+                return True
+    return False
 
 
 def _mount_device(options: dict[str, str], target: Path) -> None:
