@@ -103,7 +103,11 @@ class PluginClient:
         if not isinstance(reply, dict):
             reply = {}
         if reply.get("Err"):
-            raise PluginError(f"{method}: {reply['Err']}")
+            message = f"{method}: {reply['Err']}"
+            lowered = str(reply["Err"]).lower()
+            if "no such volume" in lowered or "not found" in lowered or "does not exist" in lowered:
+                raise NotFound(message)
+            raise PluginError(message)
         if response.status != 200:
             raise PluginError(f"{method}: the plugin answered HTTP {response.status}")
         return reply
