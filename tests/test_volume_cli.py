@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from pyengine.testing.volume_suite import mounts_under
 
 
@@ -63,8 +62,13 @@ def test_a_read_only_mount_refuses_writes(cli, busybox, made, tmp_path: Path) ->
     assert "Read-only file system" in result.stderr
     (tmp_path / "site").mkdir()
     result = cli(
-        "run", "--rm", "--mount", f"type=bind,source={tmp_path / 'site'},target=/www,readonly",
-        busybox, "touch", "/www/x",
+        "run",
+        "--rm",
+        "--mount",
+        f"type=bind,source={tmp_path / 'site'},target=/www,readonly",
+        busybox,
+        "touch",
+        "/www/x",
     )
     assert result.returncode != 0 and "Read-only file system" in result.stderr
     assert list((tmp_path / "site").iterdir()) == []
@@ -91,7 +95,12 @@ def test_v_creates_a_missing_bind_source_as_docker_does(cli, busybox, tmp_path: 
 @pytest.mark.parametrize("flag", ["--mount=type=tmpfs,target=/t,tmpfs-size=1m", "--tmpfs=/t:size=1m"])
 def test_tmpfs_size_is_enforced(cli, busybox, flag: str) -> None:
     result = cli(
-        "run", "--rm", flag, busybox, "sh", "-c",
+        "run",
+        "--rm",
+        flag,
+        busybox,
+        "sh",
+        "-c",
         "dd if=/dev/zero of=/t/big bs=1k count=2048 2>&1; grep ' /t ' /proc/mounts",
     )
     assert "No space left on device" in result.stdout
@@ -130,7 +139,9 @@ def test_a_new_volume_starts_with_the_image_content(cli, busybox_tar, made) -> N
         anonymous = new.pop()
         mountpoint = cli("volume", "inspect", "-f", "{{.Mountpoint}}", anonymous).stdout.strip()
         assert "root:" in Path(mountpoint, "passwd").read_text()
-        mounts = cli("inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}", container)
+        mounts = cli(
+            "inspect", "-f", "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}", container
+        )
         assert mounts.stdout.strip() == f"volume {anonymous} /etc"
         assert cli("rm", "-v", container).returncode == 0
         assert anonymous not in volume_names(cli)
@@ -158,8 +169,16 @@ def test_a_tmpfs_volume_lives_while_a_container_uses_it(cli, busybox, made) -> N
     started = cli("run", "-d", "--name", container, "-v", f"{volume}:/m", busybox, "sleep", "300")
     assert started.returncode == 0, started.stderr
     assert mounts_under(Path(mountpoint)) == [mountpoint]
-    full = cli("run", "--rm", "-v", f"{volume}:/m", busybox, "sh", "-c",
-               "dd if=/dev/zero of=/m/f bs=1k count=2048 2>&1")
+    full = cli(
+        "run",
+        "--rm",
+        "-v",
+        f"{volume}:/m",
+        busybox,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/m/f bs=1k count=2048 2>&1",
+    )
     assert "No space left on device" in full.stdout
     kept = cli("run", "--rm", "-v", f"{volume}:/m", busybox, "ls", "/m")
     assert kept.stdout == "f\n"  # the first container still holds the tmpfs: its data stays
@@ -199,7 +218,9 @@ def test_a_missing_bind_source_with_mount_is_refused(cli, busybox, tmp_path: Pat
     missing = tmp_path / "missing"
     result = cli("run", "--rm", "--mount", f"type=bind,source={missing},target=/x", busybox, "true")
     assert result.returncode == 125
-    assert f'invalid mount config for type "bind": bind source path does not exist: {missing}' in result.stderr
+    assert (
+        f'invalid mount config for type "bind": bind source path does not exist: {missing}' in result.stderr
+    )
     assert not missing.exists()
 
 
@@ -211,8 +232,10 @@ def test_a_missing_bind_source_with_mount_is_refused(cli, busybox, tmp_path: Pat
         (["-v", "VOL:data"], "invalid volume specification: 'VOL:data'"),
         (["-v", "VOL:/d", "-v", "VOL2:/d"], "Duplicate mount point: /d"),
         (["--mount", "type=volume,source=VOL,target=/d,volume-opt=foo=1"], 'invalid option: "foo"'),
-        (["--mount", "type=volume,source=VOL,target=/d,volume-driver=nosuchdriver"],
-         'error looking up volume plugin nosuchdriver: plugin "nosuchdriver" not found'),
+        (
+            ["--mount", "type=volume,source=VOL,target=/d,volume-driver=nosuchdriver"],
+            'error looking up volume plugin nosuchdriver: plugin "nosuchdriver" not found',
+        ),
         (["-v", "VOL:/a", "-v", "bad/name:/b"], "includes invalid characters for a local volume name"),
         (["--mount", "type=tmpfs,target=/d,source=x"], "field Source must not be specified"),
         (["--mount", "type=bind,target=/d"], "field Source must not be empty"),
@@ -234,7 +257,10 @@ def test_bad_mounts_create_nothing(cli, busybox, made, args: list[str], message:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-d", "nosuchdriver", "VOL"], 'create VOL: error looking up volume plugin nosuchdriver: plugin "nosuchdriver" not found'),
+        (
+            ["-d", "nosuchdriver", "VOL"],
+            'create VOL: error looking up volume plugin nosuchdriver: plugin "nosuchdriver" not found',
+        ),
         (["-o", "foo=1", "VOL"], 'create VOL: invalid option: "foo"'),
         (["-o", "type=tmpfs", "VOL"], 'create VOL: missing required option: "device"'),
         (["bad/name"], 'create bad/name: "bad/name" includes invalid characters'),

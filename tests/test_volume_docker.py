@@ -41,15 +41,35 @@ def test_docker_cli_volume_lifecycle(docker, busybox, cleanup) -> None:
 
     wrote = docker("run", "--rm", "-v", f"{volume}:/data", busybox, "sh", "-c", "echo hi > /data/f")
     assert wrote.returncode == 0, wrote.stderr
-    read = docker("run", "--rm", "--mount", f"type=volume,source={volume},target=/data,readonly",
-                  busybox, "sh", "-c", "cat /data/f; touch /data/g")
+    read = docker(
+        "run",
+        "--rm",
+        "--mount",
+        f"type=volume,source={volume},target=/data,readonly",
+        busybox,
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g",
+    )
     assert read.stdout == "hi\n" and "Read-only file system" in read.stderr
 
     assert docker("create", "--name", holder, "-v", f"{volume}:/data", busybox).returncode == 0
     mounts = json.loads(docker("inspect", "-f", "{{json .Mounts}}", holder).stdout)
-    assert mounts == [{"Type": "volume", "Name": volume, "Source": inspected[0]["Mountpoint"],
-                       "Destination": "/data", "Driver": "local", "Mode": "z", "RW": True, "Propagation": ""}]
-    assert docker("ps", "-a", "--filter", f"name={holder}", "--format", "{{.Mounts}}").stdout.strip() == volume
+    assert mounts == [
+        {
+            "Type": "volume",
+            "Name": volume,
+            "Source": inspected[0]["Mountpoint"],
+            "Destination": "/data",
+            "Driver": "local",
+            "Mode": "z",
+            "RW": True,
+            "Propagation": "",
+        }
+    ]
+    assert (
+        docker("ps", "-a", "--filter", f"name={holder}", "--format", "{{.Mounts}}").stdout.strip() == volume
+    )
     busy = docker("volume", "rm", volume)
     assert busy.returncode == 1 and "volume is in use" in busy.stderr
     assert docker("rm", holder).returncode == 0
@@ -59,8 +79,18 @@ def test_docker_cli_volume_lifecycle(docker, busybox, cleanup) -> None:
 
 def test_docker_cli_binds_tmpfs_and_errors(docker, busybox, tmp_path: Path) -> None:
     (tmp_path / "in").write_text("host\n")
-    result = docker("run", "--rm", "-v", f"{tmp_path}:/h:ro", "--tmpfs", "/run:size=1m",
-                    busybox, "sh", "-c", "cat /h/in; grep ' /run ' /proc/mounts")
+    result = docker(
+        "run",
+        "--rm",
+        "-v",
+        f"{tmp_path}:/h:ro",
+        "--tmpfs",
+        "/run:size=1m",
+        busybox,
+        "sh",
+        "-c",
+        "cat /h/in; grep ' /run ' /proc/mounts",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("host\ntmpfs /run tmpfs ") and "size=1024k" in result.stdout
     missing = tmp_path / "missing"
@@ -96,8 +126,12 @@ def test_sdk_volumes(sdk, busybox, cleanup) -> None:
     volume = sdk.volumes.create(name, labels={"team": "a"})
     assert volume.name == name and volume.attrs["Labels"] == {"team": "a"}
     assert name in [v.name for v in sdk.volumes.list(filters={"label": "team=a"})]
-    output = sdk.containers.run(busybox, ["sh", "-c", "echo sdk > /v/f; cat /v/f"],
-                                volumes={name: {"bind": "/v", "mode": "rw"}}, remove=True)
+    output = sdk.containers.run(
+        busybox,
+        ["sh", "-c", "echo sdk > /v/f; cat /v/f"],
+        volumes={name: {"bind": "/v", "mode": "rw"}},
+        remove=True,
+    )
     assert output == b"sdk\n"
     holder = sdk.containers.create(busybox, "true", name=container_name, volumes=[f"{name}:/v:ro"])
     with pytest.raises(docker_sdk.errors.APIError) as refused:

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-
 from pyengine.errors import EngineError, NotFound
 from pyengine.testing.volume_suite import VolumeDriverSuite
 from pyengine.volumes import remote
@@ -95,10 +94,16 @@ class DirectoryPlugin:
 
     def do_VolumeDriver_Get(self, body: dict) -> dict:
         path = self._volume(body["Name"])
-        return {"Volume": {"Name": body["Name"], "Mountpoint": str(path), "Status": {"backend": "dir"}}, "Err": ""}
+        return {
+            "Volume": {"Name": body["Name"], "Mountpoint": str(path), "Status": {"backend": "dir"}},
+            "Err": "",
+        }
 
     def do_VolumeDriver_List(self, body: dict) -> dict:
-        return {"Volumes": [{"Name": p.name, "Mountpoint": str(p)} for p in sorted(self.base.iterdir())], "Err": ""}
+        return {
+            "Volumes": [{"Name": p.name, "Mountpoint": str(p)} for p in sorted(self.base.iterdir())],
+            "Err": "",
+        }
 
     def do_VolumeDriver_Capabilities(self, body: dict) -> dict:
         return {"Capabilities": {"Scope": "local"}}
@@ -223,8 +228,15 @@ def test_a_plugin_volume_through_the_docker_cli(docker, cli, busybox, plugin: Di
 
 def test_an_anonymous_plugin_volume_goes_with_its_container(cli, busybox, plugin: DirectoryPlugin) -> None:
     before = set(p.name for p in plugin.base.iterdir())
-    result = cli("run", "--rm", "--mount", f"type=volume,target=/d,volume-driver={PLUGIN_NAME}",
-                 busybox, "touch", "/d/x")
+    result = cli(
+        "run",
+        "--rm",
+        "--mount",
+        f"type=volume,target=/d,volume-driver={PLUGIN_NAME}",
+        busybox,
+        "touch",
+        "/d/x",
+    )
     assert result.returncode == 0, result.stderr
     created = [body["Name"] for method, body in plugin.calls if method == "VolumeDriver.Create"]
     assert len(created) == 1

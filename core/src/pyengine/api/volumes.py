@@ -54,7 +54,9 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await off_loop(engine(request).volumes.remove, request.match_info["name"], force=query_bool(request, "force"))
+    await off_loop(
+        engine(request).volumes.remove, request.match_info["name"], force=query_bool(request, "force")
+    )
     return no_content()
 
 

@@ -88,7 +88,8 @@ class CreateOptions:
     cpus: str | None = None
     console_size: tuple[int, int] | None = None
 
-    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "mounts", "tmpfs", "cap_add", "cap_drop")
+    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
+    _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image

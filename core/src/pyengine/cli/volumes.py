@@ -67,11 +67,18 @@ def volume() -> None:
 @click.argument("name", required=False, default="")
 @click.pass_context
 def create(
-    ctx: click.Context, driver: str, name_option: str, opts: tuple[str, ...], labels: tuple[str, ...], name: str
+    ctx: click.Context,
+    driver: str,
+    name_option: str,
+    opts: tuple[str, ...],
+    labels: tuple[str, ...],
+    name: str,
 ) -> int:
     """Create a volume."""
     if name and name_option and name != name_option:
-        raise CommandError("conflicting options: either specify --name or provide positional arg, not both", 1)
+        raise CommandError(
+            "conflicting options: either specify --name or provide positional arg, not both", 1
+        )
     body = {
         "Name": name or name_option,
         "Driver": driver,
@@ -132,7 +139,9 @@ def rm(ctx: click.Context, force: bool, names: tuple[str, ...]) -> int:
 
 
 @volume.command(context_settings=_SETTINGS)
-@click.option("-a", "--all", "remove_all", is_flag=True, help="Remove all unused volumes, not just anonymous ones")
+@click.option(
+    "-a", "--all", "remove_all", is_flag=True, help="Remove all unused volumes, not just anonymous ones"
+)
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help="Provide filter values (e.g. 'label=<label>')")
 @click.pass_context

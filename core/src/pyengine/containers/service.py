@@ -130,7 +130,9 @@ class ContainerService:
     def volume_users(self, name: str) -> list[str]:
         """IDs of the containers (running or not) whose mounts name the volume ``name``."""
         return [
-            c.Id for c in self.index.all() if any(m.Type == "volume" and m.Name == name for m in c.MountPoints)
+            c.Id
+            for c in self.index.all()
+            if any(m.Type == "volume" and m.Name == name for m in c.MountPoints)
         ]
 
     # ---- create -------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def parse_bind(spec: str) -> MountPoint:
     if kind == "bind" and "nocopy" in mode.split(","):
         raise InvalidArgument(
             f"invalid volume specification: '{spec}': "
-            f'{_mount_error("bind", "field VolumeOptions must not be specified").message}'
+            f"{_mount_error('bind', 'field VolumeOptions must not be specified').message}"
         )
     rw, propagation, copy = parse_mode(mode, kind)
     if kind == "bind":

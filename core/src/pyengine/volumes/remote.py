@@ -22,7 +22,11 @@ from urllib.parse import urlparse
 from pyengine.drivers.volume import VolumeDriver, VolumeInfo
 from pyengine.errors import EngineError, NotFound, Unavailable
 
-DEFAULT_PLUGIN_DIRS = (Path("/run/docker/plugins"), Path("/etc/docker/plugins"), Path("/usr/lib/docker/plugins"))
+DEFAULT_PLUGIN_DIRS = (
+    Path("/run/docker/plugins"),
+    Path("/etc/docker/plugins"),
+    Path("/usr/lib/docker/plugins"),
+)
 ACCEPT = "application/vnd.docker.plugins.v1.2+json"
 CALL_TIMEOUT = 60.0
 
@@ -76,7 +80,9 @@ class PluginClient:
         if url.scheme == "unix":
             return _UnixConnection(url.path, self.timeout)
         if url.scheme in ("tcp", "http"):
-            return http.client.HTTPConnection(url.hostname or "localhost", url.port or 80, timeout=self.timeout)
+            return http.client.HTTPConnection(
+                url.hostname or "localhost", url.port or 80, timeout=self.timeout
+            )
         raise Unavailable(f"plugin {self.name}: unsupported address {self.address!r}")
 
     def call(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -118,7 +124,9 @@ def activate(name: str, address: str) -> RemoteVolumeDriver:
     client = PluginClient(name, address)
     reply = client.call("Plugin.Activate")
     if "VolumeDriver" not in (reply.get("Implements") or []):
-        raise NotFound(f'error looking up volume plugin {name}: plugin "{name}" does not implement VolumeDriver')
+        raise NotFound(
+            f'error looking up volume plugin {name}: plugin "{name}" does not implement VolumeDriver'
+        )
     return RemoteVolumeDriver(name, client)
 
 

@@ -66,7 +66,11 @@ class VolumeService:
             if isinstance(factory, Exception):
                 raise NotSupported(f"volume driver {name!r} failed to load: {factory}")
             if factory is not None:
-                root = self.volumes_root if name == "local" else self.volumes_root.parent / "volume-drivers" / name
+                root = (
+                    self.volumes_root
+                    if name == "local"
+                    else self.volumes_root.parent / "volume-drivers" / name
+                )
                 driver = factory(root=root, options={})
             else:
                 address = remote.find_plugin(name, self.plugin_dirs)
@@ -172,7 +176,7 @@ class VolumeService:
             if existing is not None:
                 if existing["Driver"] != driver_name:
                     raise AlreadyExists(
-                        f'create {name}: volume name must be unique: a volume named {name} already exists '
+                        f"create {name}: volume name must be unique: a volume named {name} already exists "
                         f'with the "{existing["Driver"]}" driver. Choose a different volume name.'
                     )
                 return self._view(existing), False
