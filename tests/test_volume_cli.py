@@ -289,3 +289,41 @@ def test_no_mount_is_left_after_the_containers_are_gone(cli, busybox, daemon) ->
     # after every other scenario of this module (it runs last in it): nothing mounted in volumes/
     assert [p for p in mounts_under(daemon.data_path / "volumes")] == []
     assert os.path.isdir(daemon.data_path / "volumes")
+
+
+def test_volume_mounts_survive_a_daemon_crash(cli, busybox, daemon, made) -> None:
+    volume, keeper, ender = made.name("crash"), made.name("keeper"), made.name("ender")
+    made.volumes.append(volume)
+    made.containers += [keeper, ender]
+    cli("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=1m", volume)
+    mountpoint = cli("volume", "inspect", "-f", "{{.Mountpoint}}", volume).stdout.strip()
+    assert cli("run", "-d", "--name", keeper, "-v", f"{volume}:/m", busybox, "sleep", "300").returncode == 0
+    assert cli("run", "-d", "--name", ender, "-v", f"{volume}:/m", busybox, "sleep", "300").returncode == 0
+    daemon.restart(kill=True)
+    # both containers still hold the tmpfs; stopping one keeps it for the other, the last releases it
+    assert cli("stop", "-t", "0", ender).returncode == 0
+    assert mounts_under(Path(mountpoint)) == [mountpoint]
+    assert cli("run", "--rm", "-v", f"{volume}:/m", busybox, "touch", "/m/still").returncode == 0
+    assert cli("stop", "-t", "0", keeper).returncode == 0
+    assert mounts_under(Path(mountpoint)) == []
+    assert cli("volume", "inspect", "-f", "{{.Name}}", volume).stdout.strip() == volume
+
+
+def test_tmpfs_mode_and_a_volume_in_a_read_only_container(cli, busybox, made) -> None:
+    volume = made.name("rw")
+    made.volumes.append(volume)
+    result = cli(
+        "run",
+        "--rm",
+        "--read-only",
+        "-v",
+        f"{volume}:/data",
+        "--mount",
+        "type=tmpfs,target=/t,tmpfs-mode=1770",
+        busybox,
+        "sh",
+        "-c",
+        "stat -c %a /t; echo ok > /data/f && cat /data/f; touch /x",
+    )
+    assert result.stdout == "1770\nok\n"
+    assert "Read-only file system" in result.stderr
