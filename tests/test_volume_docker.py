@@ -70,6 +70,8 @@ def test_docker_cli_volume_lifecycle(docker, busybox, cleanup) -> None:
     assert (
         docker("ps", "-a", "--filter", f"name={holder}", "--format", "{{.Mounts}}").stdout.strip() == volume
     )
+    by_volume = docker("ps", "-a", "--filter", f"volume={volume}", "--format", "{{.Names}}")
+    assert by_volume.stdout.split() == [holder]
     busy = docker("volume", "rm", volume)
     assert busy.returncode == 1 and "volume is in use" in busy.stderr
     assert docker("rm", holder).returncode == 0

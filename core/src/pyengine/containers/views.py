@@ -203,4 +203,8 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
             for v in values
         ):
             return False
+        if key == "volume" and not any(
+            v in (m.Name, m.Source, m.Destination) for m in container.MountPoints for v in values
+        ):
+            return False
     return True
