@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -149,3 +150,21 @@ def test_sdk_volumes(sdk, busybox, cleanup) -> None:
     sdk.volumes.create(unused, labels={"sdkprune": "1"})
     report = sdk.volumes.prune(filters={"label": "sdkprune=1"})
     assert report["VolumesDeleted"] == [unused]
+
+
+def test_volume_events(docker, cleanup) -> None:
+    _containers, volumes = cleanup
+    name = unique("evvol")
+    volumes.append(name)
+    start = int(time.time()) - 1
+    docker("volume", "create", name)
+    docker("volume", "rm", name)
+    events = docker(
+        "events", "--since", str(start), "--until", str(int(time.time()) + 1),
+        "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}",
+    )
+    assert events.returncode == 0, events.stderr
+    assert [line for line in events.stdout.splitlines() if name in line] == [
+        f"create {name} local",
+        f"destroy {name} local",
+    ]
