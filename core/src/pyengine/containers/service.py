@@ -100,7 +100,7 @@ class ContainerService:
         #: the volume service (None: containers without volumes, as in unit tests)
         self.volumes = volumes
         if volumes is not None:
-            volumes.users_of = self.volume_users
+            volumes.container_users = self.volume_users
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -187,13 +187,12 @@ class ContainerService:
             BundlePath=str(directory),
         )
         container.MountPoints, new_volumes = await asyncio.to_thread(
-            volume_mounts.plan, self.volumes, request, image_config.Volumes
+            volume_mounts.plan, self.volumes, request, image_config.Volumes, container_id
         )
         try:
             await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
         except BaseException:
-            if new_volumes:
-                await asyncio.to_thread(self.volumes.rollback, new_volumes)
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
         try:
             await self.supervisor.create(
@@ -213,9 +212,9 @@ class ContainerService:
         except BaseException:
             await asyncio.to_thread(self._release_filesystem, container)
             await _quietly(self.supervisor.delete(id=container_id))
-            if new_volumes:
-                await asyncio.to_thread(self.volumes.rollback, new_volumes)
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
+        volume_mounts.settle(self.volumes, container_id)
         self.hooks.call("pyengine_container_post_create", container=container)
         return container
 

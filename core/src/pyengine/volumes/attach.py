@@ -17,17 +17,34 @@ log = logging.getLogger(__name__)
 
 
 def plan(
-    volumes: VolumeService | None, request: ContainerCreateRequest, image_volumes: dict[str, Any] | None
+    volumes: VolumeService | None,
+    request: ContainerCreateRequest,
+    image_volumes: dict[str, Any] | None,
+    container_id: str = "",
 ) -> tuple[list, list[str]]:
-    """Validate the request's mounts and create what they need; (mount points, volumes created)."""
+    """Validate the request's mounts and create what they need; (mount points, volumes created).
+
+    The volumes count as used by ``container_id`` from now on: call :func:`settle` once the
+    container is recorded, or :func:`abandon` if its creation fails."""
     hc = request.HostConfig
     points, create_options = planning.plan_mounts(
         hc.Binds, hc.Mounts, hc.Tmpfs, request.Volumes, image_volumes, hc.VolumeDriver
     )
     if volumes is None:
         return [p for p in points if p.Type != "volume"], []
-    created = volumes.prepare(points, create_options)
+    created = volumes.prepare(points, create_options, container_id)
     return points, created
+
+
+def settle(volumes: VolumeService | None, container_id: str) -> None:
+    if volumes is not None:
+        volumes.settle(container_id)
+
+
+def abandon(volumes: VolumeService | None, container_id: str, created: list[str]) -> None:
+    """The container was not created: forget its claim and remove the volumes made for it."""
+    if volumes is not None:
+        volumes.rollback(created, container_id)
 
 
 def mount_all(volumes: VolumeService | None, container: Container, rootfs: str) -> list[dict[str, Any]]:

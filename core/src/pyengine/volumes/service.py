@@ -51,7 +51,17 @@ class VolumeService:
         self._drivers: dict[str, VolumeDriver] = {}
         self._lock = threading.RLock()
         #: name -> IDs of the containers referencing the volume; set by the container service
-        self.users_of: Callable[[str], list[str]] = lambda name: []
+        self.container_users: Callable[[str], list[str]] = lambda name: []
+        #: container ID -> volume names, for containers being created (not yet recorded): their
+        #: volumes count as in use so that a concurrent ``volume rm`` cannot take them away
+        self._pending: dict[str, set[str]] = {}
+
+    def users_of(self, name: str) -> list[str]:
+        """IDs of the containers using (or about to use) the volume ``name``."""
+        users = self.container_users(name)
+        with self._lock:
+            pending = [cid for cid, names in self._pending.items() if name in names and cid not in users]
+        return users + pending
 
     # ---- drivers --------------------------------------------------------------------------------
     def driver(self, name: str) -> VolumeDriver:
@@ -250,10 +260,13 @@ class VolumeService:
         return deleted, reclaimed
 
     # ---- containers' volumes ---------------------------------------------------------------------
-    def prepare(self, points: list[MountPoint], create_options: dict[str, dict[str, Any]]) -> list[str]:
+    def prepare(
+        self, points: list[MountPoint], create_options: dict[str, dict[str, Any]], owner: str = ""
+    ) -> list[str]:
         """Create the volumes a new container's mounts name that do not exist yet, and the host
         directories of ``-v`` binds; fill in names and sources. Returns the volumes created, which
-        :meth:`rollback` removes again if the container's creation fails."""
+        :meth:`rollback` removes again if the container's creation fails. The volumes count as used
+        by ``owner`` (the new container's ID) until :meth:`settle` or :meth:`rollback`."""
         created: list[str] = []
         try:
             for point in points:
@@ -263,12 +276,16 @@ class VolumeService:
                 existing = self._record(point.Name) if point.Name else None
                 if existing is not None:
                     point.Driver = existing["Driver"]
+                    with self._lock:
+                        self._pending.setdefault(owner, set()).add(point.Name)
                 else:
                     volume, new = self.create(
                         point.Name, point.Driver, extra.get("DriverOpts"), extra.get("Labels")
                     )
                     point.Name = volume.Name
                     point.Driver = volume.Driver
+                    with self._lock:
+                        self._pending.setdefault(owner, set()).add(volume.Name)
                     if new:
                         created.append(volume.Name)
                 point.Source = self.get(point.Name).Mountpoint
@@ -276,11 +293,18 @@ class VolumeService:
                 if point.Type == "bind" and not os.path.exists(point.Source):
                     os.makedirs(point.Source, mode=0o755, exist_ok=True)  # as Docker's -v does
         except BaseException:
-            self.rollback(created)
+            self.rollback(created, owner)
             raise
         return created
 
-    def rollback(self, names: list[str]) -> None:
+    def settle(self, owner: str) -> None:
+        """The container ``owner`` is recorded: its own record now says which volumes it uses."""
+        with self._lock:
+            self._pending.pop(owner, None)
+
+    def rollback(self, names: list[str], owner: str = "") -> None:
+        """The container ``owner`` was not created: remove the volumes made for it."""
+        self.settle(owner)
         for name in names:
             _quietly(self.remove, name, force=True)
 
