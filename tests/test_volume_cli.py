@@ -327,3 +327,29 @@ def test_tmpfs_mode_and_a_volume_in_a_read_only_container(cli, busybox, made) ->
     )
     assert result.stdout == "1770\nok\n"
     assert "Read-only file system" in result.stderr
+
+
+def test_a_file_bind_and_bind_propagation(cli, busybox, made, tmp_path: Path) -> None:
+    conf = tmp_path / "app.conf"
+    conf.write_text("setting=1\n")
+    container = made.name("prop")
+    made.containers.append(container)
+    result = cli(
+        "run",
+        "--name",
+        container,
+        "-v",
+        f"{conf}:/etc/app.conf:ro",
+        "--mount",
+        f"type=bind,source={tmp_path},target=/host,bind-propagation=rslave",
+        busybox,
+        "sh",
+        "-c",
+        "cat /etc/app.conf; ls /host",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "setting=1\napp.conf\n"
+    mounts = cli(
+        "inspect", "-f", "{{range .Mounts}}{{.Destination}} {{.RW}} {{.Propagation}};{{end}}", container
+    )
+    assert mounts.stdout.strip() == "/etc/app.conf false rprivate;/host true rslave;"
