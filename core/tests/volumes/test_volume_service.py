@@ -32,10 +32,16 @@ def test_create_records_and_lists_with_filters(service: VolumeService) -> None:
     assert new and volume.Mountpoint.endswith("/volumes/data/_data") and volume.Labels == {"tier": "db"}
     again, new_again = service.create("data")
     assert not new_again and again.Name == "data"  # Docker returns the existing volume
-    anonymous, _ = service.create()
-    assert len(anonymous.Name) == 64 and ANONYMOUS_LABEL in anonymous.Labels
+    unnamed, _ = service.create()
+    assert len(unnamed.Name) == 64 and not unnamed.Labels
+    points, options = plan_mounts(["/anon"], None, None, None, None)
+    service.prepare(points, options, owner="c1")
+    anonymous = service.get(points[0].Name)
+    assert anonymous.Labels == {ANONYMOUS_LABEL: ""}
     assert [v.Name for v in service.list({"label": ["tier=db"]})] == ["data"]
-    assert [v.Name for v in service.list({"label!": [ANONYMOUS_LABEL]})] == ["data"]
+    assert sorted(v.Name for v in service.list({"label!": [ANONYMOUS_LABEL]})) == sorted(
+        ["data", unnamed.Name]
+    )
     assert [v.Name for v in service.list({"name": ["dat"]})] == ["data"]
     with pytest.raises(InvalidArgument, match="invalid filter 'colour'"):
         service.list({"colour": ["red"]})

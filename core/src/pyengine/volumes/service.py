@@ -173,14 +173,11 @@ class VolumeService:
 
         Creating a name that exists with the same driver returns the existing volume, as Docker does.
         """
-        anonymous = not name
         name = name or ids.new_id()
         check_volume_name(name)
         driver_name = driver or "local"
         options = {str(k): str(v) for k, v in (options or {}).items()}
         labels = dict(labels or {})
-        if anonymous:
-            labels.setdefault(ANONYMOUS_LABEL, "")
         with self._lock:
             existing = self._record(name)
             if existing is not None:
@@ -279,9 +276,10 @@ class VolumeService:
                     with self._lock:
                         self._pending.setdefault(owner, set()).add(point.Name)
                 else:
-                    volume, new = self.create(
-                        point.Name, point.Driver, extra.get("DriverOpts"), extra.get("Labels")
-                    )
+                    labels = dict(extra.get("Labels") or {})
+                    if point.Anonymous:
+                        labels[ANONYMOUS_LABEL] = ""
+                    volume, new = self.create(point.Name, point.Driver, extra.get("DriverOpts"), labels)
                     point.Name = volume.Name
                     point.Driver = volume.Driver
                     with self._lock:
