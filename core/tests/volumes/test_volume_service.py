@@ -103,3 +103,12 @@ def test_a_failing_prepare_leaves_nothing(service: VolumeService) -> None:
         service.prepare(points, options, owner="c1")
     assert service.list() == []
     assert service.users_of("first") == []
+
+
+def test_a_volume_on_disk_without_a_record_is_adopted(service: VolumeService) -> None:
+    service.driver("local").create("orphan", {})  # as if the daemon died before recording it
+    assert service.list() == []
+    assert service.adopt_orphans() == ["orphan"]
+    assert [v.Name for v in service.list()] == ["orphan"]
+    assert service.adopt_orphans() == []
+    service.remove("orphan")

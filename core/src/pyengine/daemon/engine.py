@@ -53,6 +53,7 @@ class Engine:
             volumes_root=config.volumes_root,
             plugin_dirs=config.volume_plugin_dirs or volume_plugins.DEFAULT_PLUGIN_DIRS,
         )
+        self.volumes.adopt_orphans()
         self.containers = ContainerService(
             db=self.db,
             images=self.images,
@@ -121,7 +122,12 @@ class Engine:
             "Images": self.images.count(),
             "Driver": self.storage_name,
             "DriverStatus": [list(pair) for pair in self.storage.status()],
-            "Plugins": {"Volume": self.volumes.driver_names(), "Network": ["none"], "Authorization": None, "Log": ["json-file"]},
+            "Plugins": {
+                "Volume": self.volumes.driver_names(),
+                "Network": ["none"],
+                "Authorization": None,
+                "Log": ["json-file"],
+            },
             "MemoryLimit": False,
             "SwapLimit": False,
             "KernelMemory": False,

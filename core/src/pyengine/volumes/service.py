@@ -90,6 +90,33 @@ class VolumeService:
             self._drivers[name] = driver
             return driver
 
+    def adopt_orphans(self) -> list[str]:
+        """At daemon start: record local volumes found on disk without a record (a crash between the
+        driver's create and the record), so that they are listed and can be removed; their names."""
+        try:
+            found = self.driver("local").list()
+        except EngineError as exc:
+            log.warning("local volumes not checked: %s", exc)
+            return []
+        adopted = []
+        for info in found:
+            if self._record(info.name) is not None:
+                continue
+            record = {
+                "Name": info.name,
+                "Driver": "local",
+                "CreatedAt": info.created_at or now_rfc3339()[:19] + "Z",
+                "Labels": {},
+                "Options": {},
+                "Scope": "local",
+            }
+            with self.db.transaction() as cur:
+                cur.execute(
+                    "INSERT OR IGNORE INTO volumes(name, doc) VALUES (?, ?)", (info.name, dumps(record))
+                )
+            adopted.append(info.name)
+        return adopted
+
     def driver_names(self) -> list[str]:
         """Installed drivers and plugins activated so far, for ``docker info``'s Plugins.Volume."""
         if self._factories is None:
