@@ -17,35 +17,18 @@ Everything a test mounts is unmounted and removed by the ``driver`` fixture, als
 
 from __future__ import annotations
 
-import ctypes
-import os
 from pathlib import Path
 
 import pytest
 
 from pyengine.drivers.volume import VolumeDriver, VolumeInfo
 from pyengine.errors import AlreadyExists, Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.testing.storage_suite import _detach, mounts_under
 
-_MNT_DETACH = 2
+__all__ = ["MOUNT_IDS", "VolumeDriverSuite", "mounts_under"]
+
 #: the mount IDs the suite uses (the fixture releases them all at the end)
 MOUNT_IDS = ("c1", "c2")
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below ``path``, from /proc/self/mountinfo."""
-    prefix = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix + "/"):
-                found.append(point)
-    return found
-
-
-def _detach(point: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.umount2(os.fsencode(point), _MNT_DETACH)
 
 
 class VolumeDriverSuite:
