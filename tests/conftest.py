@@ -54,6 +54,11 @@ class TestDaemon:
     def exec_root(self) -> str:
         return os.path.join(self.base_dir, "exec")
 
+    @property
+    def volume_plugin_dir(self) -> str:
+        """Where the daemon looks for Docker volume plugins (tests put their plugin sockets here)."""
+        return os.path.join(self.base_dir, "plugins")
+
     def start(self) -> None:
         self.args = [
             *PYENGINE,
@@ -64,6 +69,8 @@ class TestDaemon:
             self.exec_root,
             "-H",
             self.host,
+            "--volume-plugin-dir",
+            self.volume_plugin_dir,
         ]
         log = open(os.path.join(self.base_dir, "daemon.log"), "ab")
         self.process = subprocess.Popen(

@@ -66,7 +66,9 @@ async def rename(request: web.Request) -> web.Response:
 
 
 async def remove(request: web.Request) -> web.Response:
-    await engine(request).containers.remove(_container(request), force=query_bool(request, "force"))
+    await engine(request).containers.remove(
+        _container(request), force=query_bool(request, "force"), volumes=query_bool(request, "v")
+    )
     return no_content()
 
 

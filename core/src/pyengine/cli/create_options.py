@@ -33,6 +33,8 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--stop-timeout",), "stop_timeout", "int", "Timeout (in seconds) to stop a container"),
     (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
     (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
+    (("--mount",), "mount", "multi", "Attach a filesystem mount to the container"),
+    (("--tmpfs",), "tmpfs", "multi", "Mount a tmpfs directory"),
     (("--network", "--net"), "network", "value", "Connect a container to a network"),
     (("--restart",), "restart", "value", "Restart policy to apply when a container exits"),
     (("--privileged",), "privileged", "bool", "Give extended privileges to this container"),
@@ -74,6 +76,8 @@ class CreateOptions:
     stop_timeout: int | None = None
     publish: list[str]
     volumes: list[str]
+    mounts: list[str]
+    tmpfs: list[str]
     network: str | None = None
     restart: str | None = None
     privileged: bool = False
@@ -85,6 +89,7 @@ class CreateOptions:
     console_size: tuple[int, int] | None = None
 
     _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
+    _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image
@@ -199,6 +204,86 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
     return spec, None
 
 
+_MOUNT_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _mount_bool(key: str, value: str | None) -> bool:
+    if value is None:
+        return True
+    if value.lower() not in _MOUNT_BOOLEANS:
+        raise OptionError(f"invalid value for {key}: {value}")
+    return _MOUNT_BOOLEANS[value.lower()]
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``--mount type=bind,source=/a,target=/b,readonly`` -> a ``HostConfig.Mounts`` entry (docker's
+    csv syntax and messages)."""
+    mount: dict[str, Any] = {"Type": "volume"}
+    volume_options: dict[str, Any] = {}
+    bind_options: dict[str, Any] = {}
+    tmpfs_options: dict[str, Any] = {}
+    for field in spec.split(","):
+        if not field:
+            continue
+        key, equals, value = field.partition("=")
+        key = key.strip().lower()
+        if not equals:
+            if key in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive", "bind-create-mountpoint"):
+                value = None  # type: ignore[assignment]
+            else:
+                raise OptionError(f"invalid field '{field}' must be a key=value pair")
+        if key == "type":
+            mount["Type"] = value
+        elif key in ("source", "src"):
+            mount["Source"] = value
+        elif key in ("target", "dst", "destination"):
+            mount["Target"] = value
+        elif key in ("readonly", "ro"):
+            mount["ReadOnly"] = _mount_bool(key, value)
+        elif key == "consistency":
+            mount["Consistency"] = value
+        elif key == "bind-propagation":
+            bind_options["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind_options["NonRecursive"] = _mount_bool(key, value)
+        elif key == "bind-create-mountpoint":
+            bind_options["CreateMountpoint"] = _mount_bool(key, value)
+        elif key == "volume-nocopy":
+            volume_options["NoCopy"] = _mount_bool(key, value)
+        elif key == "volume-driver":
+            volume_options.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-label":
+            label, _, label_value = value.partition("=")
+            volume_options.setdefault("Labels", {})[label] = label_value
+        elif key == "volume-opt":
+            option, sep, option_value = value.partition("=")
+            if not sep:
+                raise OptionError(f"invalid value for {key}: {value}")
+            volume_options.setdefault("DriverConfig", {}).setdefault("Options", {})[option] = option_value
+        elif key == "tmpfs-size":
+            tmpfs_options["SizeBytes"] = parse_memory(value)
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs_options["Mode"] = int(value, 8)
+            except ValueError:
+                raise OptionError(f"invalid value for {key}: {value}") from None
+        else:
+            raise OptionError(f"unexpected key '{key}' in '{field}'")
+    if not mount.get("Target"):
+        raise OptionError("target is required")
+    kind = mount["Type"]
+    for prefix, options, field_name in (
+        ("volume", volume_options, "VolumeOptions"),
+        ("bind", bind_options, "BindOptions"),
+        ("tmpfs", tmpfs_options, "TmpfsOptions"),
+    ):
+        if options:
+            if kind != prefix:
+                raise OptionError(f"cannot mix '{prefix}-*' options with mount type '{kind}'")
+            mount[field_name] = options
+    return mount
+
+
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
@@ -261,6 +346,17 @@ def build_create_request(
         if anonymous is not None:
             volumes[anonymous] = {}
 
+    mounts = []
+    for spec in opts.mounts:
+        try:
+            mounts.append(parse_mount(spec))
+        except OptionError as exc:
+            raise OptionError(f'invalid argument "{spec}" for "--mount" flag: {exc}') from None
+    tmpfs: dict[str, str] = {}
+    for spec in opts.tmpfs:
+        destination, _, options = spec.partition(":")
+        tmpfs[destination] = options
+
     attach_output = not opts.detach
     body: dict[str, Any] = {
         "Hostname": opts.hostname or "",
@@ -291,6 +387,10 @@ def build_create_request(
         "NetworkingConfig": {"EndpointsConfig": {opts.network or "default": {}}},
     }
     host_config = body["HostConfig"]
+    if mounts:
+        host_config["Mounts"] = mounts
+    if tmpfs:
+        host_config["Tmpfs"] = tmpfs
     if opts.restart:
         host_config["RestartPolicy"] = parse_restart(opts.restart)
     if opts.privileged:

@@ -51,6 +51,8 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         stop_timeout=params["stop_timeout"],
         publish=list(params["publish"]),
         volumes=list(params["volume"]),
+        mounts=list(params.get("mount") or ()),
+        tmpfs=list(params.get("tmpfs") or ()),
         network=params["network"],
         restart=params["restart"],
         privileged=params["privileged"],

@@ -39,6 +39,7 @@ from pyengine.model.container import (
     ContainerStatus,
 )
 from pyengine.state.db import Database, dumps, loads
+from pyengine.volumes import attach as volume_mounts
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class ContainerService:
         supervisor: Any,
         hooks: HookCaller,
         containers_dir: Path,
+        volumes: Any = None,
     ) -> None:
         self.db = db
         self.images = images
@@ -95,6 +97,10 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, asyncio.Future]]] = defaultdict(list)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._exited: dict[str, asyncio.Event] = {}
+        #: the volume service (None: containers without volumes, as in unit tests)
+        self.volumes = volumes
+        if volumes is not None:
+            volumes.container_users = self.volume_users
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -120,6 +126,14 @@ class ContainerService:
         for container in self.index.all():
             users[container.Image].append(container.Id)
         return users
+
+    def volume_users(self, name: str) -> list[str]:
+        """IDs of the containers (running or not) whose mounts name the volume ``name``."""
+        return [
+            c.Id
+            for c in self.index.all()
+            if any(m.Type == "volume" and m.Name == name for m in c.MountPoints)
+        ]
 
     # ---- create -------------------------------------------------------------------------------
     async def create(self, request: ContainerCreateRequest, name: str | None) -> Container:
@@ -172,7 +186,14 @@ class ContainerService:
             HostsPath=str(directory / "hosts"),
             BundlePath=str(directory),
         )
-        await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+        container.MountPoints, new_volumes = await asyncio.to_thread(
+            volume_mounts.plan, self.volumes, request, image_config.Volumes, container_id
+        )
+        try:
+            await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+        except BaseException:
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
+            raise
         try:
             await self.supervisor.create(
                 id=container_id,
@@ -191,7 +212,9 @@ class ContainerService:
         except BaseException:
             await asyncio.to_thread(self._release_filesystem, container)
             await _quietly(self.supervisor.delete(id=container_id))
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
+        volume_mounts.settle(self.volumes, container_id)
         self.hooks.call("pyengine_container_post_create", container=container)
         return container
 
@@ -275,11 +298,14 @@ class ContainerService:
         from pyengine.runtime.users import resolve_user
 
         rootfs = self.driver.mount(container.Id)
+        volumes_mounted = False
         try:
             uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")
             hc = container.HostConfig
             console = tuple(hc.ConsoleSize) if hc.ConsoleSize and len(hc.ConsoleSize) == 2 else None
             directory = Path(container.BundlePath)
+            extra_mounts = volume_mounts.mount_all(self.volumes, container, str(rootfs))
+            volumes_mounted = True
             bundle = spec.runtime_spec(
                 args=[container.Path, *container.Args],
                 env=list(container.Config.Env or []),
@@ -299,17 +325,21 @@ class ContainerService:
                 },
                 shm_size=hc.ShmSize,
                 privileged=hc.Privileged,
+                extra_mounts=extra_mounts,
             )
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle
         except BaseException:
+            if volumes_mounted:
+                volume_mounts.unmount_all(self.volumes, container)
             self.driver.unmount(container.Id)
             raise
 
     def _unmount_rootfs(self, container: Container) -> None:
         if container.RootfsPath:
             container.RootfsPath = ""
+            volume_mounts.unmount_all(self.volumes, container)
             try:
                 self.driver.unmount(container.Id)
             except EngineError:
@@ -348,7 +378,7 @@ class ContainerService:
 
     async def _auto_remove(self, container: Container) -> None:
         try:
-            await self.remove(container, force=True)
+            await self.remove(container, force=True, volumes=True)
         except NotFound:
             pass
         except EngineError:
@@ -450,7 +480,8 @@ class ContainerService:
         )
 
     # ---- remove -------------------------------------------------------------------------------
-    async def remove(self, container: Container, *, force: bool = False) -> None:
+    async def remove(self, container: Container, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container; ``volumes`` (``rm -v``, ``--rm``) also removes its anonymous volumes."""
         if container.State.running:
             if not force:
                 raise Conflict(
@@ -476,6 +507,8 @@ class ContainerService:
             with self.db.transaction() as cur:
                 cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))
             self.index.remove(container)
+        if volumes:
+            await asyncio.to_thread(volume_mounts.remove_anonymous, self.volumes, container)
         self._locks.pop(container.Id, None)
         self.hooks.call("pyengine_container_post_remove", container=container)
         self._resolve_waiters(container, ("removed", "next-exit", "not-running"))
@@ -507,6 +540,7 @@ class ContainerService:
                     container.State = ContainerState(Status=ContainerStatus.RUNNING)
                 container.State.Pid = int(state.get("pid") or 0)
                 self._exited[container.Id] = asyncio.Event()
+                await asyncio.to_thread(volume_mounts.retake_all, self.volumes, container)
                 self.save(container)
             elif container.State.running:
                 code = state.get("exit_code")

@@ -80,8 +80,10 @@ def runtime_spec(
     files: dict[str, str],
     shm_size: int = 0,
     privileged: bool = False,
+    extra_mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind."""
+    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind;
+    ``extra_mounts`` (the container's volumes, binds and tmpfs, parents first) come after them."""
     caps = list(DEFAULT_CAPABILITIES)
     process: dict[str, Any] = {
         "terminal": tty,
@@ -133,7 +135,13 @@ def runtime_spec(
             "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or DEFAULT_SHM_SIZE}"],
         },
     ]
+    # The container's own mounts go before /etc/hosts & co. so that a volume on /etc does not hide
+    # them; a file the user mounts over one of them wins, as with Docker.
+    mounts.extend(extra_mounts or [])
+    taken = {entry["destination"] for entry in extra_mounts or []}
     for destination, source in files.items():
+        if destination in taken:
+            continue
         mounts.append(
             {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rprivate"]}
         )

@@ -57,7 +57,7 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": host_config,
         "GraphDriver": {"Name": container.Driver, "Data": None},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
         "Config": container.Config.model_dump(mode="json"),
         "NetworkSettings": {
             "Bridge": "",
@@ -98,7 +98,7 @@ def summary_json(container: Container, now: float | None = None) -> dict[str, An
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": container.HostConfig.NetworkMode},
         "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
     }
 
 
@@ -174,6 +174,10 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
             or image_ids.get(v) == container.Image
             or container.Image.startswith(v if v.startswith("sha256:") else "sha256:" + v)
             for v in values
+        ):
+            return False
+        if key == "volume" and not any(
+            v in (m.Name, m.Source, m.Destination) for m in container.MountPoints for v in values
         ):
             return False
     return True

@@ -18,6 +18,8 @@ from pyengine.hooks import HookCaller
 from pyengine.images.store import ImageStore
 from pyengine.state.blobs import BlobStore
 from pyengine.state.db import Database
+from pyengine.volumes import remote as volume_plugins
+from pyengine.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,13 @@ class Engine:
         self.driver_reports = {"storage": selection.reports}
         self.images = ImageStore(self.db, self.blobs, self.storage, self.hooks)
         self.supervisor = SupervisorClient(str(config.supervisor_socket))
+        self.volumes = VolumeService(
+            db=self.db,
+            hooks=self.hooks,
+            volumes_root=config.volumes_root,
+            plugin_dirs=config.volume_plugin_dirs or volume_plugins.DEFAULT_PLUGIN_DIRS,
+        )
+        self.volumes.adopt_orphans()
         self.containers = ContainerService(
             db=self.db,
             images=self.images,
@@ -52,6 +61,7 @@ class Engine:
             supervisor=self.supervisor,
             hooks=self.hooks,
             containers_dir=config.containers_dir,
+            volumes=self.volumes,
         )
 
     def ensure_supervisor(self) -> int:
@@ -63,6 +73,7 @@ class Engine:
 
     def close(self) -> None:
         try:
+            self.volumes.cleanup()
             self.storage.cleanup()
         finally:
             self.db.close()
@@ -111,7 +122,12 @@ class Engine:
             "Images": self.images.count(),
             "Driver": self.storage_name,
             "DriverStatus": [list(pair) for pair in self.storage.status()],
-            "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None, "Log": ["json-file"]},
+            "Plugins": {
+                "Volume": self.volumes.driver_names(),
+                "Network": ["none"],
+                "Authorization": None,
+                "Log": ["json-file"],
+            },
             "MemoryLimit": False,
             "SwapLimit": False,
             "KernelMemory": False,

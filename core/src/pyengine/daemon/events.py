@@ -107,6 +107,14 @@ class EventBroadcaster:
     def pyengine_image_post_remove(self, image: Any) -> None:
         self.emit("image", "delete", image.id, {"name": image.id})
 
+    @hookimpl
+    def pyengine_volume_post_create(self, volume: Any) -> None:
+        self.emit("volume", "create", volume.Name, {"driver": volume.Driver})
+
+    @hookimpl
+    def pyengine_volume_post_remove(self, volume: Any) -> None:
+        self.emit("volume", "destroy", volume.Name, {"driver": volume.Driver})
+
 
 def _offer(queue: asyncio.Queue, event: dict) -> None:
     try:

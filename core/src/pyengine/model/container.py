@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from pyengine.errors import Conflict
 from pyengine.model.base import ZERO_TIME, DockerModel
+from pyengine.model.volume import MountPoint
 
 
 def _as_list(value: Any) -> Any:
@@ -79,6 +80,8 @@ class HostConfigSpec(DockerModel):
     Init: bool | None = None
     ShmSize: int = 0
     Tmpfs: dict[str, str] | None = None
+    Mounts: list[dict[str, Any]] | None = None
+    VolumeDriver: str = ""
     SecurityOpt: list[str] | None = None
 
 
@@ -172,3 +175,5 @@ class Container(DockerModel):
     BundlePath: str = ""
     RootfsPath: str = ""
     ManualStop: bool = False
+    #: volumes, binds and tmpfs mounts, set up at every start (inspect's ``Mounts``)
+    MountPoints: list[MountPoint] = Field(default_factory=list)
