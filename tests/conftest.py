@@ -221,7 +221,7 @@ def run_in_pty():
     """Run a command on a real pseudo-terminal, type ``send`` into it, return (output, exit status)."""
 
     def run(
-        argv: list[str], send: list[bytes], env: dict[str, str] | None = None, timeout: float = 30
+        argv: list[str], send: list[bytes], env: dict[str, str] | None = None, timeout: float = 90
     ) -> tuple[bytes, int]:
         pid, master = pty.fork()
         if pid == 0:  # the child: exec the client on the pty
@@ -232,12 +232,13 @@ def run_in_pty():
         output = b""
         deadline = time.monotonic() + timeout
         pending = list(send)
+        sent = 0
         try:
-            time.sleep(0.5)
             while time.monotonic() < deadline:
-                if pending and (b"#" in output or b"$" in output):
+                # Type the next line only once the shell has printed one more prompt than lines sent.
+                if pending and output.count(b"# ") + output.count(b"$ ") > sent:
                     os.write(master, pending.pop(0))
-                    time.sleep(0.3)
+                    sent += 1
                 ready, _, _ = select.select([master], [], [], 0.2)
                 if ready:
                     try:
@@ -250,8 +251,14 @@ def run_in_pty():
                 finished, status = os.waitpid(pid, os.WNOHANG)
                 if finished:
                     return output, os.waitstatus_to_exitcode(status)
+            # The pty closed (the client exited) or time ran out: collect its status either way.
+            while time.monotonic() < deadline:
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    return output, os.waitstatus_to_exitcode(status)
+                time.sleep(0.05)
             os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
+            os.waitpid(pid, 0)
             return output, -1
         finally:
             os.close(master)
