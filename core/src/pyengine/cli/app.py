@@ -42,6 +42,7 @@ COMMANDS: dict[str, str] = {
     "info": "pyengine.cli.system:info",
     "events": "pyengine.cli.system:events",
     "daemon": "pyengine.cli.daemon_cmd:daemon",
+    "registry": "pyengine.registry.cli:registry",
 }
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
