@@ -66,7 +66,9 @@ def digest_invalid(message: str, detail: Any = None) -> RegistryError:
 
 def manifest_blob_unknown(digest: str) -> RegistryError:
     return RegistryError(
-        "MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry",
+        "MANIFEST_BLOB_UNKNOWN",
+        400,
+        "manifest references a manifest or blob unknown to registry",
         {"digest": digest},
     )
 

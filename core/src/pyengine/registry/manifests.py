@@ -75,7 +75,9 @@ def parse_manifest(body: bytes, content_type: str) -> ManifestDocument:
     has_index_fields = "manifests" in document
     has_manifest_fields = "config" in document or "layers" in document
     if has_index_fields and has_manifest_fields:
-        raise errors.manifest_invalid("the document is both an index (manifests) and a manifest (config, layers)")
+        raise errors.manifest_invalid(
+            "the document is both an index (manifests) and a manifest (config, layers)"
+        )
     media_type = declared or (content_type if content_type not in _GENERIC_CONTENT_TYPES else "")
     if not media_type:
         media_type = OCI_INDEX if has_index_fields else OCI_MANIFEST

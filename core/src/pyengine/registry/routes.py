@@ -29,16 +29,19 @@ UPLOADS_KEY = web.AppKey("uploads", UploadManager)
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 _ROUTES: list[tuple[re.Pattern[str], dict[str, str]]] = [
-    (re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"), {"GET": "get_manifest", "HEAD": "get_manifest",
-                                                                  "PUT": "put_manifest",
-                                                                  "DELETE": "delete_manifest"}),
+    (
+        re.compile(r"(?P<name>.+)/manifests/(?P<reference>[^/]+)"),
+        {"GET": "get_manifest", "HEAD": "get_manifest", "PUT": "put_manifest", "DELETE": "delete_manifest"},
+    ),
     (re.compile(r"(?P<name>.+)/blobs/uploads/?"), {"POST": "start_upload"}),
-    (re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"), {"GET": "upload_status",
-                                                                      "PATCH": "patch_upload",
-                                                                      "PUT": "finish_upload",
-                                                                      "DELETE": "cancel_upload"}),
-    (re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"), {"GET": "get_blob", "HEAD": "get_blob",
-                                                          "DELETE": "delete_blob"}),
+    (
+        re.compile(r"(?P<name>.+)/blobs/uploads/(?P<upload_id>[^/]+)"),
+        {"GET": "upload_status", "PATCH": "patch_upload", "PUT": "finish_upload", "DELETE": "cancel_upload"},
+    ),
+    (
+        re.compile(r"(?P<name>.+)/blobs/(?P<digest>[^/]+)"),
+        {"GET": "get_blob", "HEAD": "get_blob", "DELETE": "delete_blob"},
+    ),
     (re.compile(r"(?P<name>.+)/tags/list"), {"GET": "list_tags"}),
     (re.compile(r"(?P<name>.+)/referrers/(?P<digest>[^/]+)"), {"GET": "list_referrers"}),
 ]
@@ -70,12 +73,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             raise errors.unsupported(f"{request.method} is not allowed here")
         handler: Handler = globals()[handler_name]
         return await handler(request, **arguments)
-    raise web.HTTPNotFound(text=json.dumps({"errors": [{"code": "UNSUPPORTED", "message": "no such endpoint"}]}),
-                           content_type="application/json")
+    raise web.HTTPNotFound(
+        text=json.dumps({"errors": [{"code": "UNSUPPORTED", "message": "no such endpoint"}]}),
+        content_type="application/json",
+    )
 
 
-def _json(request: web.Request, document: object, *, status: int = 200, headers: dict[str, str] | None = None,
-          content_type: str = "application/json") -> web.Response:
+def _json(
+    request: web.Request,
+    document: object,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> web.Response:
     body = json.dumps(document).encode()
     headers = {"Content-Type": content_type, **(headers or {})}
     if request.method == "HEAD":
@@ -103,8 +114,12 @@ async def get_blob(request: web.Request, name: str, digest: str) -> web.StreamRe
     names.check_digest(digest)
     storage = _storage(request)
     size = storage.blob_size(name, digest)
-    headers = {"Docker-Content-Digest": digest, "Content-Type": "application/octet-stream",
-               "Accept-Ranges": "bytes", "ETag": f'"{digest}"'}
+    headers = {
+        "Docker-Content-Digest": digest,
+        "Content-Type": "application/octet-stream",
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{digest}"',
+    }
     if request.method == "HEAD":
         return _head_response(200, size, headers)
     # FileResponse streams with sendfile(2) and answers Range requests (206, 416) itself.
@@ -123,14 +138,20 @@ def _upload_location(name: str, upload_id: str) -> str:
 
 
 def _blob_created(name: str, digest: str) -> web.Response:
-    return web.Response(status=201, headers={"Location": f"/v2/{name}/blobs/{digest}",
-                                             "Docker-Content-Digest": digest})
+    return web.Response(
+        status=201, headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest}
+    )
 
 
 def _upload_accepted(name: str, upload, status: int = 202) -> web.Response:
-    return web.Response(status=status, headers={"Location": _upload_location(name, upload.id),
-                                                "Range": upload.range_header(),
-                                                "Docker-Upload-UUID": upload.id})
+    return web.Response(
+        status=status,
+        headers={
+            "Location": _upload_location(name, upload.id),
+            "Range": upload.range_header(),
+            "Docker-Upload-UUID": upload.id,
+        },
+    )
 
 
 def _declared_length(request: web.Request) -> int | None:
@@ -195,11 +216,14 @@ async def _append_chunk(request: web.Request, uploads: UploadManager, upload) ->
         start, end = parse_content_range(content_range)
         if start != upload.size:
             raise errors.range_invalid(
-                f"chunk starts at {start}, the upload has {upload.size} bytes", {"range": upload.range_header()}
+                f"chunk starts at {start}, the upload has {upload.size} bytes",
+                {"range": upload.range_header()},
             )
         chunk_length = end - start + 1
         if length is not None and length != chunk_length:
-            raise errors.size_invalid(f"Content-Range covers {chunk_length} bytes, Content-Length says {length}")
+            raise errors.size_invalid(
+                f"Content-Range covers {chunk_length} bytes, Content-Length says {length}"
+            )
         length = chunk_length
     await uploads.append(upload, request.content, length)
 
@@ -266,15 +290,17 @@ async def put_manifest(request: web.Request, name: str, reference: str) -> web.S
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
     if ":" in reference:
         if reference != digest:
-            raise errors.digest_invalid("the manifest's digest is not the one in the URL",
-                                        {"expected": reference, "actual": digest})
+            raise errors.digest_invalid(
+                "the manifest's digest is not the one in the URL", {"expected": reference, "actual": digest}
+            )
         tags = [names.check_tag(tag) for tag in request.query.getall("tag", [])]
     else:
         tags = [reference]
     await asyncio.to_thread(manifests.check_references, document, storage, name)
     referrer = document.referrer_descriptor(digest, len(body)) if document.subject else None
-    await asyncio.to_thread(storage.put_manifest, name, body, document.media_type, tags, referrer,
-                            document.subject)
+    await asyncio.to_thread(
+        storage.put_manifest, name, body, document.media_type, tags, referrer, document.subject
+    )
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
     if document.subject:
         headers["OCI-Subject"] = document.subject

@@ -85,7 +85,9 @@ class RegistryStorage:
             yield prefix
         for entry_name in names:
             if not entry_name.startswith("_"):
-                yield from self._walk_repositories(directory / entry_name, f"{prefix}/{entry_name}".lstrip("/"))
+                yield from self._walk_repositories(
+                    directory / entry_name, f"{prefix}/{entry_name}".lstrip("/")
+                )
 
     # -- blobs -------------------------------------------------------------------------------------
     def blob_size(self, name: str, digest: str) -> int:
@@ -149,7 +151,13 @@ class RegistryStorage:
         return self._revision_link(name, digest).exists()
 
     def put_manifest(
-        self, name: str, body: bytes, media_type: str, tags: list[str], referrer: dict | None, subject: str | None
+        self,
+        name: str,
+        body: bytes,
+        media_type: str,
+        tags: list[str],
+        referrer: dict | None,
+        subject: str | None,
     ) -> str:
         """Store a validated manifest, tag it, and index it as a referrer of ``subject``."""
         digest = self.blobs.put(body, sha256_digest(body))
@@ -197,7 +205,9 @@ class RegistryStorage:
         except FileNotFoundError:
             return []
         with entries:
-            candidates = (e.name for e in entries if not e.name.startswith(".") and (last is None or e.name > last))
+            candidates = (
+                e.name for e in entries if not e.name.startswith(".") and (last is None or e.name > last)
+            )
             return heapq.nsmallest(n, candidates)
 
     def referrers(self, name: str, subject: str) -> list[dict]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -46,6 +48,112 @@ class RegistryProcess:
         return int(self.url.rsplit(":", 1)[1])
 
 
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def error_code(self) -> str:
+        return self.json()["errors"][0]["code"]
+
+
+class RegistryClient:
+    """``client.request(method, path, body, headers)`` -> Reply, over a fresh connection each time.
+
+    ``root`` is the server's --root, for tests that look at what is stored. TLS is not verified.
+    """
+
+    def __init__(self, url: str, root: Path, auth: str | None = None) -> None:
+        self.url = url
+        self.root = root
+        self.tls = url.startswith("https://")
+        self.host, port = url.split("://", 1)[1].rsplit(":", 1)
+        self.port = int(port)
+        self.auth = auth
+
+    def connection(self) -> http.client.HTTPConnection:
+        if self.tls:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=60, context=ssl._create_unverified_context()
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=60)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body=None,
+        headers: dict[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Reply:
+        headers = dict(headers or {})
+        if self.auth is not None:
+            headers.setdefault("Authorization", self.auth)
+        connection = self.connection()
+        try:
+            connection.request(method, path, body=body, headers=headers, encode_chunked=chunked)
+            response = connection.getresponse()
+            return Reply(response.status, response.headers, response.read())
+        finally:
+            connection.close()
+
+    # -- helpers for building content ---------------------------------------------------------------
+    def push_blob(self, name: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        reply = self.request(
+            "POST",
+            f"/v2/{name}/blobs/uploads/?digest={digest}",
+            data,
+            {"Content-Type": "application/octet-stream"},
+        )
+        if reply.status != 201:
+            raise RuntimeError(f"blob push answered {reply.status}: {reply.body[:500]!r}")
+        return digest
+
+    def push_manifest(
+        self, name: str, reference: str, document: dict | bytes, media_type: str = OCI_MANIFEST
+    ) -> Reply:
+        body = document if isinstance(document, bytes) else json.dumps(document).encode()
+        return self.request("PUT", f"/v2/{name}/manifests/{reference}", body, {"Content-Type": media_type})
+
+    def push_image(self, name: str, tag: str, *, layer: bytes | None = None, **extra) -> tuple[dict, str]:
+        """Push a config, one layer and a manifest tagged ``tag``; return (manifest, its digest)."""
+        layer = layer if layer is not None else os.urandom(1000)
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}, "tag": tag}
+        ).encode()
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": self.push_blob(name, config), "size": len(config)},
+            "layers": [
+                {"mediaType": OCI_LAYER_GZIP, "digest": self.push_blob(name, layer), "size": len(layer)}
+            ],
+            **extra,
+        }
+        reply = self.push_manifest(name, tag, manifest)
+        if reply.status != 201:
+            raise RuntimeError(f"manifest push answered {reply.status}: {reply.body[:500]!r}")
+        return manifest, reply.headers["Docker-Content-Digest"]
+
+    def stored_blobs(self) -> set[str]:
+        """Names of every file in the blob store (temporaries included)."""
+        return {p.name for p in (self.root / "blobs" / "sha256").iterdir()}
+
+    def open_uploads(self) -> set[str]:
+        return {p.name for p in (self.root / "uploads").iterdir()}
+
+    def tags(self, name: str) -> list[str]:
+        reply = self.request("GET", f"/v2/{name}/tags/list")
+        return reply.json()["tags"] if reply.status == 200 else []
+
+
 @contextmanager
 def running_registry(
     root: str | os.PathLike,
@@ -65,12 +173,15 @@ def running_registry(
     if tls is not None:
         args += ["--tls-cert", os.fspath(tls[0]), "--tls-key", os.fspath(tls[1])]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     try:
         line = _read_first_line(process, start_timeout)
         if not line.startswith("listening on "):
-            raise RuntimeError(f"registry did not start: {line!r}\n{log_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"registry did not start: {line!r}\n{log_path.read_text(errors='replace')[-2000:]}"
+            )
         yield RegistryProcess(line.split()[-1], root, process, log_path)
     finally:
         stop_process(process)
@@ -99,8 +210,9 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
         process.stdout.close()
 
 
-def make_oci_layout(dest: str | os.PathLike, rootfs_tar: str | os.PathLike, tag: str = "latest",
-                    cmd: Sequence[str] = ("sh",)) -> dict:
+def make_oci_layout(
+    dest: str | os.PathLike, rootfs_tar: str | os.PathLike, tag: str = "latest", cmd: Sequence[str] = ("sh",)
+) -> dict:
     """Write an OCI image layout at ``dest`` holding one image (one gzip layer of ``rootfs_tar``).
 
     Returns the image's manifest document (with ``"_digest"`` added: the manifest's digest).
@@ -120,7 +232,10 @@ def make_oci_layout(dest: str | os.PathLike, rootfs_tar: str | os.PathLike, tag:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Cmd": list(cmd), "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "config": {
+            "Cmd": list(cmd),
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created_by": "pyengine.testing.registry.make_oci_layout"}],
     }
@@ -135,8 +250,14 @@ def make_oci_layout(dest: str | os.PathLike, rootfs_tar: str | os.PathLike, tag:
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
-        "manifests": [{"mediaType": OCI_MANIFEST, "digest": manifest_digest, "size": manifest_size,
-                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": manifest_digest,
+                "size": manifest_size,
+                "annotations": {"org.opencontainers.image.ref.name": tag},
+            }
+        ],
     }
     (dest / "index.json").write_text(json.dumps(index))
     (dest / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
