@@ -11,11 +11,14 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import secrets
 from pathlib import Path
 
 from pyengine.registry import errors
+
+log = logging.getLogger("pyengine.registry")
 
 
 class HtpasswdAuth:
@@ -60,7 +63,11 @@ class HtpasswdAuth:
         user, sep, password = decoded.partition(":")
         if not sep:
             raise errors.unauthorized()
-        await asyncio.to_thread(self._load)
+        try:
+            await asyncio.to_thread(self._load)
+        except (OSError, ValueError) as exc:
+            # A file being edited (or broken) must not open the door: keep the entries we had.
+            log.warning("htpasswd file %s not reloaded: %s", self.path, exc)
         hashed = self._entries.get(user)
         if hashed is None:
             raise errors.unauthorized()

@@ -73,10 +73,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             raise errors.unsupported(f"{request.method} is not allowed here")
         handler: Handler = globals()[handler_name]
         return await handler(request, **arguments)
-    raise web.HTTPNotFound(
-        text=json.dumps({"errors": [{"code": "UNSUPPORTED", "message": "no such endpoint"}]}),
-        content_type="application/json",
-    )
+    raise errors.RegistryError("UNSUPPORTED", 404, f"no such endpoint: /v2/{tail[:200]}")
 
 
 def _json(

@@ -23,7 +23,9 @@ from __future__ import annotations
 import heapq
 import json
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from pyengine.registry import errors
 from pyengine.state.blobs import BlobStore, _fsync_dir, sha256_digest
 
 _REPO_MARKERS = ("_manifests", "_layers")
+# Docker's registry purges uploads a week old; so do we, when the server starts.
+STALE_UPLOAD_SECONDS = 7 * 24 * 3600
 
 
 class RegistryStorage:
@@ -44,6 +48,17 @@ class RegistryStorage:
         self.repositories.mkdir(parents=True, exist_ok=True)
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.blobs.cleanup_temporaries()
+        self.purge_stale_uploads()
+
+    def purge_stale_uploads(self, max_age: float = STALE_UPLOAD_SECONDS) -> None:
+        """Remove uploads nobody touched for ``max_age`` seconds (abandoned by their clients)."""
+        now = time.time()
+        for entry in os.scandir(self.uploads):
+            try:
+                if now - os.stat(os.path.join(entry.path, "data")).st_mtime > max_age:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except FileNotFoundError:
+                shutil.rmtree(entry.path, ignore_errors=True)
 
     # -- paths -------------------------------------------------------------------------------------
     def _repo(self, name: str) -> Path:
