@@ -247,3 +247,48 @@ def test_out_of_order_first_chunk_and_unknown_upload(client):
 def test_method_not_allowed(client):
     reply = client.request("PATCH", "/v2/team/bad/manifests/latest", b"")
     assert reply.status == 405 and reply.error_code == "UNSUPPORTED"
+
+
+def test_foreign_layer_urls_are_not_followed_and_the_layer_must_be_here(client):
+    manifest, _ = client.push_image("team/foreign", "good")
+    missing = "sha256:" + hashlib.sha256(b"foreign layer").hexdigest()
+    manifest["layers"].append(
+        {"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": missing,
+         "size": 13, "urls": ["http://127.0.0.1:9/layer"]}
+    )  # fmt: skip
+    reply = client.push_manifest("team/foreign", "bad", manifest)
+    assert reply.status == 400 and reply.error_code == "MANIFEST_BLOB_UNKNOWN"
+    assert client.tags("team/foreign") == ["good"]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_memory_stays_bounded_for_a_blob_larger_than_it(registry, client):
+    """A 256 MiB blob goes in (streamed PATCH) and out (GET) without the server holding it."""
+    chunk = os.urandom(1 << 20)
+    total = 256
+    hasher = hashlib.sha256()
+    for _ in range(total):
+        hasher.update(chunk)
+    digest = "sha256:" + hasher.hexdigest()
+    location = client.request("POST", "/v2/team/big/blobs/uploads/").headers["Location"]
+    patched = client.request("PATCH", location, (chunk for _ in range(total)), chunked=True)
+    assert patched.status == 202
+    assert client.request("PUT", f"{location}?digest={digest}").status == 201
+
+    connection = client.connection()
+    connection.request("GET", f"/v2/team/big/blobs/{digest}")
+    response = connection.getresponse()
+    received = hashlib.sha256()
+    while block := response.read(1 << 20):
+        received.update(block)
+    connection.close()
+    assert "sha256:" + received.hexdigest() == digest
+    peak = peak_rss_mib(registry.process.pid)
+    (registry.root / "blobs" / "sha256" / digest.split(":")[1]).unlink()  # 256 MiB less in /tmp
+    assert peak < total / 2, f"the server peaked at {peak:.0f} MiB"

@@ -143,12 +143,11 @@ def _descriptor(value: Any, where: str) -> Descriptor:
 def check_references(document: ManifestDocument, storage: Any, name: str) -> None:
     """Every blob and child manifest the document names must be in the repository, at its size.
 
-    A layer with ``urls`` (a foreign, non-distributable layer) is not required to be present; its
-    URLs are never fetched. Raises MANIFEST_BLOB_UNKNOWN or, for a size that lies, MANIFEST_INVALID.
+    A layer with ``urls`` (a foreign, "non-distributable" layer) must be here too: the registry
+    never fetches those URLs, and holding a manifest whose layers it cannot serve helps nobody.
+    Raises MANIFEST_BLOB_UNKNOWN or, for a size that lies, MANIFEST_INVALID.
     """
     for blob in document.blobs:
-        if blob.urls and not storage.has_layer(name, blob.digest):
-            continue
         if not storage.has_layer(name, blob.digest):
             raise errors.manifest_blob_unknown(blob.digest)
         _check_size(blob, storage.blob_path(blob.digest).stat().st_size)
