@@ -5,6 +5,7 @@ from each in turn (order rotating each round, after a warm-up round), and the me
 side and their ratio are printed. Nothing is asserted.
 
     python bench/registry_blob_get.py                    # 150 MiB, 7 rounds
+    python bench/registry_blob_get.py --put              # and upload throughput (PUT) too
     python bench/registry_blob_get.py --size-mib 50 --rounds 3 --json out.json
 """
 
@@ -93,28 +94,30 @@ def make_blob(path: Path, size: int) -> str:
     return "sha256:" + hasher.hexdigest()
 
 
-def push_blob(url: str, path: Path, digest: str) -> None:
-    """POST for an upload, then one PUT with the whole blob (the one style every registry takes)."""
+def push_blob(url: str, path: Path, digest: str) -> float:
+    """POST for an upload, then one PUT of the whole blob with curl; return the PUT's seconds."""
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=300)
     connection.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/")
     response = connection.getresponse()
     response.read()
+    connection.close()
     location = response.headers["Location"]
     if response.status != 202 or not location:
         raise RuntimeError(f"{url}: upload not started ({response.status})")
-    if location.startswith("http"):
-        location = "/" + location.split("/", 3)[3]
+    if not location.startswith("http"):
+        location = url + location
     separator = "&" if "?" in location else "?"
-    with open(path, "rb") as body:
-        connection.request("PUT", f"{location}{separator}digest={digest}", body=body,
-                           headers={"Content-Length": str(path.stat().st_size),
-                                    "Content-Type": "application/octet-stream"})  # fmt: skip
-        response = connection.getresponse()
-        response.read()
-    connection.close()
-    if response.status != 201:
-        raise RuntimeError(f"{url}: blob upload answered {response.status}")
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", "-X", "PUT",
+         "-H", "Content-Type: application/octet-stream", "-H", "Expect:", "--data-binary", f"@{path}",
+         f"{location}{separator}digest={digest}"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    status, seconds = result.stdout.split()
+    if status != "201":
+        raise RuntimeError(f"{url}: blob upload answered {status}")
+    return float(seconds)
 
 
 def fetch_once(url: str, digest: str, size: int) -> float:
@@ -135,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument(
+        "--put", action="store_true", help="also time a monolithic PUT of the blob each round"
+    )
     parser.add_argument("--pyengine-registry", default=f"{sys.executable} -m pyengine.registry",
                         help="command that runs our registry (`serve ...` is appended)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -158,35 +164,45 @@ def main(argv: list[str] | None = None) -> int:
                 urls[REFERENCE] = stack.enter_context(reference_registry(base / "reference"))
             else:
                 print(f"note: {REFERENCE_REGISTRY} not installed (Debian docker-registry): ours alone")
-            for url in urls.values():
-                push_blob(url, blob, digest)
-            blob.unlink()
             names = list(urls)
-            for name in names:  # warm-up: page cache, connections, JIT-less Python paths
+            get_times: dict[str, list[float]] = {name: [] for name in names}
+            put_times: dict[str, list[float]] = {name: [] for name in names}
+            for name in names:  # also the warm-up: page cache, connections
+                put_times[name].append(push_blob(urls[name], blob, digest))
                 fetch_once(urls[name], digest, size)
-            times: dict[str, list[float]] = {name: [] for name in names}
             for round_number in range(args.rounds):
                 order = names[round_number % len(names) :] + names[: round_number % len(names)]
                 for name in order:
-                    times[name].append(fetch_once(urls[name], digest, size))
+                    get_times[name].append(fetch_once(urls[name], digest, size))
+                    if args.put:
+                        put_times[name].append(push_blob(urls[name], blob, digest))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    mbps = {name: [size / 1e6 / t for t in values] for name, values in times.items()}
-    summary = {name: {"median_MBps": statistics.median(v), "min_MBps": min(v), "max_MBps": max(v)}
-               for name, v in mbps.items()}  # fmt: skip
     load = os.getloadavg()[0]
-    print(f"blob GET, {args.size_mib} MiB, {args.rounds} rounds, curl on loopback, load {load:.2f}")
-    print(f"{'side':<18}{'median MB/s':>14}{'min':>10}{'max':>10}")
+    print(f"{args.size_mib} MiB blob, {args.rounds} rounds, curl on loopback, load {load:.2f}")
+    report = {"GET": report_table("blob GET", size, get_times)}
+    if args.put:
+        report["PUT"] = report_table("blob PUT (monolithic, verified and fsynced)", size, put_times)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def report_table(title: str, size: int, times: dict[str, list[float]]) -> dict:
+    mbps = {name: [size / 1e6 / t for t in values] for name, values in times.items()}
+    summary: dict = {
+        name: {"median_MBps": statistics.median(v), "min_MBps": min(v), "max_MBps": max(v), "MBps": v}
+        for name, v in mbps.items()
+    }
+    print(f"\n{title}\n{'side':<18}{'median MB/s':>14}{'min':>10}{'max':>10}")
     for name, row in summary.items():
         print(f"{name:<18}{row['median_MBps']:>14.0f}{row['min_MBps']:>10.0f}{row['max_MBps']:>10.0f}")
     if REFERENCE in summary:
         ratio = summary[OURS]["median_MBps"] / summary[REFERENCE]["median_MBps"]
         summary["ratio_ours_to_reference"] = ratio
         print(f"ratio pyengine / docker-registry: {ratio:.2f}x")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "MBps": mbps}, indent=2))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":
