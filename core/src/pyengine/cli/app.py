@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "events": "pyengine.cli.system:events",
     "daemon": "pyengine.cli.daemon_cmd:daemon",
     "volume": "pyengine.cli.volumes:volume",
+    "registry": "pyengine.registry.cli:registry",
 }
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
