@@ -86,10 +86,14 @@ async def build(request: web.Request) -> web.StreamResponse:
         with tempfile.TemporaryFile(dir=work) as spool:
             while chunk := await request.content.read(1 << 20):
                 await asyncio.to_thread(spool.write, chunk)
+            # The docker CLI's context for ``-f -`` ends without the padding of its last entry and
+            # without the end-of-archive blocks (Go's reader accepts that): complete it.
+            size = spool.tell()
+            spool.write(b"\0" * (-size % 512 + 1024))
             spool.seek(0)
-            if spool.read(1):
+            if size:
                 spool.seek(0)
-                await off_loop(ctx.unpack_context, spool, context_dir)
+                await off_loop(ctx.unpack_context, spool, context_dir, options.dockerfile)
             else:
                 context_dir.mkdir(parents=True)
         text = await off_loop(_read_dockerfile, context_dir, options.dockerfile)
