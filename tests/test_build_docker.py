@@ -7,12 +7,11 @@ import json
 
 import pytest
 
-from conftest import Runner
-
 
 @pytest.fixture
-def classic_docker(docker) -> Runner:
-    return Runner(docker.argv, {**docker.env, "DOCKER_BUILDKIT": "0"})
+def classic_docker(docker):
+    """The docker CLI with the classic builder (DOCKER_BUILDKIT=0)."""
+    return type(docker)(docker.argv, {**docker.env, "DOCKER_BUILDKIT": "0"})
 
 
 @pytest.mark.docker_cli
