@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import sys
 import tarfile
-import tempfile
+import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,47 +22,75 @@ from pyengine.cli.session import CommandError
 _SETTINGS = {"help_option_names": ["--help"]}
 
 
-def context_tar(path: str, dockerfile: str | None, spool: Any) -> str:
-    """Write the context tar of directory ``path`` to ``spool``; return the Dockerfile's name in it."""
-    from pyengine.build.context import ALWAYS_SENT, read_dockerignore, walk_included
-
-    root = os.path.abspath(path)
-    if not os.path.isdir(root):
-        raise CommandError(f'unable to prepare context: path "{path}" not found', 1)
-    name = "Dockerfile"
-    extra: tuple[str, bytes] | None = None
+def dockerfile_entry(root: str, dockerfile: str | None) -> tuple[str, bytes | None]:
+    """The Dockerfile's name in the context tar, and its content when it must be added to the tar
+    (``-f -`` or a file outside the context, as the docker CLI does)."""
     if dockerfile == "-":
-        name = f".dockerfile.{secrets.token_hex(10)}"
-        extra = (name, sys.stdin.buffer.read())
-    elif dockerfile:
+        return f".dockerfile.{secrets.token_hex(10)}", sys.stdin.buffer.read()
+    if dockerfile:
         full = os.path.abspath(dockerfile)
         if full.startswith(root + os.sep):
-            name = os.path.relpath(full, root)
-        else:
-            try:
-                with open(full, "rb") as handle:
-                    content = handle.read()
-            except OSError as exc:
-                raise CommandError(f"unable to prepare context: {exc}", 1) from exc
-            name = f".dockerfile.{secrets.token_hex(10)}"
-            extra = (name, content)
-    if extra is None and not os.path.isfile(os.path.join(root, name)):
-        raise CommandError(f"unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
-                           f"lstat {os.path.join(root, name)}: no such file or directory", 1)
-    from pathlib import Path
+            return os.path.relpath(full, root), None
+        try:
+            with open(full, "rb") as handle:
+                return f".dockerfile.{secrets.token_hex(10)}", handle.read()
+        except OSError as exc:
+            raise CommandError(f"unable to prepare context: {exc}", 1) from exc
+    if not os.path.isfile(os.path.join(root, "Dockerfile")):
+        raise CommandError(
+            "unable to prepare context: unable to evaluate symlinks in Dockerfile path: "
+            f"lstat {os.path.join(root, 'Dockerfile')}: no such file or directory",
+            1,
+        )
+    return "Dockerfile", None
+
+
+def write_context(root: str, name: str, extra: bytes | None, out: Any) -> None:
+    """Write the context tar of ``root`` (what .dockerignore keeps) to the stream ``out``."""
+    from pyengine.build.ignore import ALWAYS_SENT, read_dockerignore, walk_included
 
     matcher = read_dockerignore(Path(root))
-    with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for rel in walk_included(Path(root), matcher, (*ALWAYS_SENT, name)):
             tar.add(os.path.join(root, rel), arcname=rel, recursive=False)
         if extra is not None:
-            info = tarfile.TarInfo(extra[0])
-            info.size = len(extra[1])
+            info = tarfile.TarInfo(name)
+            info.size = len(extra)
             info.mode = 0o644
-            import io
+            tar.addfile(info, io.BytesIO(extra))
 
-            tar.addfile(info, io.BytesIO(extra[1]))
-    return name
+
+class _ContextStream:
+    """The context tar as a readable stream, written by a thread into a pipe: the upload starts at
+    once and the tar is never held whole. A failure while writing fails the upload (the chunked
+    body is never finished, so the daemon does not build from half a context)."""
+
+    def __init__(self, root: str, name: str, extra: bytes | None) -> None:
+        read_fd, write_fd = os.pipe()
+        self._reader = os.fdopen(read_fd, "rb")
+        self._error: BaseException | None = None
+
+        def produce() -> None:
+            try:
+                with os.fdopen(write_fd, "wb", buffering=1 << 20) as out:
+                    write_context(root, name, extra, out)
+            except BaseException as exc:  # reported by read()
+                self._error = exc
+
+        self._thread = threading.Thread(target=produce, daemon=True)
+        self._thread.start()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._reader.read(size)
+        if not data:
+            self._thread.join()
+            if self._error is not None:
+                raise CommandError(f"error sending the build context: {self._error}", 1)
+        return data
+
+    def close(self) -> None:
+        self._reader.close()
+        self._thread.join()
 
 
 @click.command(context_settings=_SETTINGS)
@@ -99,9 +129,12 @@ def build(
     if "SOURCE_DATE_EPOCH" not in args and os.environ.get("SOURCE_DATE_EPOCH"):
         args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]
     label_map = dict(item.partition("=")[::2] for item in labels)
-    with tempfile.TemporaryFile() as spool:
-        name = context_tar(path, dockerfile, spool)
-        spool.seek(0)
+    root = os.path.abspath(path)
+    if not os.path.isdir(root):
+        raise CommandError(f'unable to prepare context: path "{path}" not found', 1)
+    name, extra = dockerfile_entry(root, dockerfile)
+    stream = _ContextStream(root, name, extra)
+    try:
         query: dict[str, Any] = {"dockerfile": name, "t": list(tags), "rm": "1" if rm else "0"}
         if args:
             query["buildargs"] = json.dumps(args)
@@ -115,7 +148,9 @@ def build(
             query["nocache"] = "1"
         if quiet:
             query["q"] = "1"
-        response = client.open_stream("POST", "/build", query, spool, {"Content-Type": "application/x-tar"})
+        response = client.open_stream("POST", "/build", query, stream, {"Content-Type": "application/x-tar"})
+    finally:
+        stream.close()
     try:
         image_id = ""
         for message in response.iter_json():
