@@ -231,3 +231,38 @@ def test_failures_move_no_tag_and_leave_nothing(cli, busybox, daemon, tmp_path, 
     assert build_dirs_left(daemon) == []
     with open("/proc/self/mountinfo") as mounts:
         assert daemon.data_root not in mounts.read()
+
+
+def test_run_forms_shell_user_heredoc_and_onbuild(cli, busybox, tmp_path):
+    parent = tmp_path / "parent"
+    make_context(parent, {"Dockerfile": "FROM busybox\nONBUILD RUN echo triggered > /trigger\n"})
+    assert cli("build", "-t", "bt-onbuild:1", str(parent)).returncode == 0
+    child = tmp_path / "child"
+    make_context(child, {"Dockerfile": (
+        "FROM bt-onbuild:1\n"
+        "RUN [\"sh\", \"-c\", \"echo exec > /exec\"]\n"
+        "SHELL [\"/bin/sh\", \"-ec\"]\n"
+        "RUN <<EOT\necho heredoc > /heredoc\necho \"$0 $-\" > /shell\nEOT\n"
+        "USER user\nRUN id -u > /tmp/uid\n"
+        "CMD cat /trigger /exec /heredoc /tmp/uid\n"
+    )})
+    result = cli("build", "-t", "bt-onbuild:child", str(child))
+    assert result.returncode == 0, result.stderr
+    assert "# Executing 1 build trigger" in result.stdout
+    image = inspect(cli, "bt-onbuild:child")
+    assert image["Config"]["OnBuild"] is None
+    assert image["Config"]["Cmd"] == ["/bin/sh", "-ec", "cat /trigger /exec /heredoc /tmp/uid"]
+    assert cli("run", "--rm", "bt-onbuild:child").stdout == "triggered\nexec\nheredoc\n1000\n"
+    assert "e" in cli("run", "--rm", "bt-onbuild:child", "cat", "/shell").stdout.split()[-1]
+
+
+def test_intermediate_images_are_hidden_and_have_parents(cli, busybox, tmp_path):
+    make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN echo x > /x\nLABEL step=2\n"})
+    result = cli("build", "-t", "bt-parent:1", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    image = inspect(cli, "bt-parent:1")
+    parent = inspect(cli, image["Parent"])
+    assert parent["Parent"] == inspect(cli, "busybox")["Id"]
+    listed = cli("images", "-q", "--no-trunc").stdout.split()
+    assert image["Id"] in listed and parent["Id"] not in listed
+    assert parent["Id"] in cli("images", "-a", "-q", "--no-trunc").stdout.split()
