@@ -50,8 +50,12 @@ def make_context(root: Path) -> None:
 def timed_build(side, context: Path, *extra: str) -> float:
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     start = time.perf_counter()
-    result = subprocess.run([*side.client, "build", "-q", *extra, "-t", "bench-build:1", str(context)],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [*side.client, "build", "-q", *extra, "-t", "bench-build:1", str(context)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{side.name}: build failed: {result.stderr.strip()[-400:]}")
@@ -85,9 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         for name, times in results.items():
             if name == DOCKER:
                 continue
-            rows.append((f"{name} / docker", *(
-                f"{statistics.median(times[k]) / statistics.median(docker[k]):.2f}x"
-                for k in ("cold", "cached", "touched"))))
+            rows.append(
+                (
+                    f"{name} / docker",
+                    *(
+                        f"{statistics.median(times[k]) / statistics.median(docker[k]):.2f}x"
+                        for k in ("cold", "cached", "touched")
+                    ),
+                )
+            )
         rows.append(("bar", "<= 1.0x", "<= 0.5x", "<= 1.0x"))
     print_table(rows)
     return 0

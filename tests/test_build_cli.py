@@ -28,7 +28,10 @@ def inspect(cli, name: str) -> dict:
 
 
 def history(cli, name: str) -> list[dict]:
-    return [json.loads(line) for line in cli("history", "--no-trunc", "--format", "{{json .}}", name).stdout.splitlines()]
+    return [
+        json.loads(line)
+        for line in cli("history", "--no-trunc", "--format", "{{json .}}", name).stdout.splitlines()
+    ]
 
 
 def container_count(cli) -> int:
@@ -41,19 +44,23 @@ def build_dirs_left(daemon) -> list[str]:
 
 
 def test_build_layers_history_and_config(cli, busybox, tmp_path):
-    make_context(tmp_path, {
-        "Dockerfile": (
-            "FROM busybox\n"
-            "ENV GREETING=\"hi there\" DIR=/srv\n"
-            "RUN echo \"$GREETING\" > /greeting && mkdir -p /data\n"
-            "COPY --chown=user:user --chmod=640 app/main.sh ${DIR}/main.sh\n"
-            "COPY <<EOF /etc/motd\nwelcome $GREETING\nEOF\n"
-            "WORKDIR $DIR\nUSER user\nLABEL org.test=yes\nEXPOSE 8080 53/udp\nVOLUME /data\n"
-            "STOPSIGNAL SIGINT\nHEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
-            "ENTRYPOINT [\"sh\", \"-c\"]\nCMD [\"cat /greeting; id -u; pwd; stat -c '%U %a' main.sh; cat /etc/motd\"]\n"
-        ),
-        "app/main.sh": "echo main\n",
-    })
+    make_context(
+        tmp_path,
+        {
+            "Dockerfile": (
+                "FROM busybox\n"
+                'ENV GREETING="hi there" DIR=/srv\n'
+                'RUN echo "$GREETING" > /greeting && mkdir -p /data\n'
+                "COPY --chown=user:user --chmod=640 app/main.sh ${DIR}/main.sh\n"
+                "COPY <<EOF /etc/motd\nwelcome $GREETING\nEOF\n"
+                "WORKDIR $DIR\nUSER user\nLABEL org.test=yes\nEXPOSE 8080 53/udp\nVOLUME /data\n"
+                "STOPSIGNAL SIGINT\nHEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
+                'ENTRYPOINT ["sh", "-c"]\n'
+                'CMD ["cat /greeting; id -u; pwd; stat -c \'%U %a\' main.sh; cat /etc/motd"]\n'
+            ),
+            "app/main.sh": "echo main\n",
+        },
+    )
     result = cli("build", "-t", "bt-layers:1", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "Step 1/15 : FROM busybox" in result.stdout
@@ -61,7 +68,9 @@ def test_build_layers_history_and_config(cli, busybox, tmp_path):
     assert "Successfully tagged bt-layers:1" in result.stdout
     image = inspect(cli, "bt-layers:1")
     config = image["Config"]
-    assert "GREETING=hi there" in config["Env"] and config["WorkingDir"] == "/srv" and config["User"] == "user"
+    assert (
+        "GREETING=hi there" in config["Env"] and config["WorkingDir"] == "/srv" and config["User"] == "user"
+    )
     assert config["Labels"] == {"org.test": "yes"}
     assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
     assert config["Volumes"] == {"/data": {}} and config["StopSignal"] == "SIGINT"
@@ -75,17 +84,22 @@ def test_build_layers_history_and_config(cli, busybox, tmp_path):
 
 
 def test_cache_reuses_steps_until_the_changed_file(cli, busybox, tmp_path):
-    make_context(tmp_path, {
-        "Dockerfile": "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\nRUN cat /a.txt > /copy\nCOPY b.txt /b.txt\n",
-        "a.txt": "a1\n",
-        "b.txt": "b1\n",
-    })
+    make_context(
+        tmp_path,
+        {
+            "Dockerfile": (
+                "FROM busybox\nRUN echo one > /one\nCOPY a.txt /a.txt\n"
+                "RUN cat /a.txt > /copy\nCOPY b.txt /b.txt\n"
+            ),
+            "a.txt": "a1\n",
+            "b.txt": "b1\n",
+        },
+    )
     first = cli("build", "-t", "bt-cache:1", str(tmp_path))
     assert first.returncode == 0, first.stderr
-    assert "Using cache" not in first.stdout.split("Step 2/5")[1].split("Step 3/5")[0] or True
+    assert "Using cache" not in first.stdout
     again = cli("build", "-t", "bt-cache:1", str(tmp_path))
     assert again.stdout.count("Using cache") == 4
-    assert inspect(cli, "bt-cache:1")["Id"] == inspect(cli, "bt-cache:1")["Id"]
     (tmp_path / "a.txt").write_text("a2\n")
     touched = cli("build", "-t", "bt-cache:1", str(tmp_path))
     assert touched.returncode == 0, touched.stderr
@@ -112,13 +126,18 @@ def test_cache_from_limits_reuse_to_that_image(cli, busybox, tmp_path):
 
 
 def test_reproducible_layers_with_source_date_epoch(cli, busybox, tmp_path):
-    make_context(tmp_path, {
-        "Dockerfile": "FROM busybox\nRUN mkdir /out && echo same > /out/f\nCOPY src /src\nCMD [\"true\"]\n",
-        "src/a": "a",
-    })
+    make_context(
+        tmp_path,
+        {
+            "Dockerfile": 'FROM busybox\nRUN mkdir /out && echo same > /out/f\nCOPY src /src\nCMD ["true"]\n',
+            "src/a": "a",
+        },
+    )
     ids = []
     for _ in range(2):
-        result = cli("build", "--no-cache", "-q", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", str(tmp_path))
+        result = cli(
+            "build", "--no-cache", "-q", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", str(tmp_path)
+        )
         assert result.returncode == 0, result.stderr
         ids.append(result.stdout.strip())
         os.utime(tmp_path / "src" / "a", None)
@@ -129,20 +148,29 @@ def test_reproducible_layers_with_source_date_epoch(cli, busybox, tmp_path):
 
 
 def test_multistage_target_build_args_and_arg_before_from(cli, busybox, tmp_path):
-    make_context(tmp_path, {
-        "Dockerfile": (
-            "ARG BASE=busybox\nFROM $BASE AS builder\nARG MSG=default\nRUN echo $MSG > /artifact\n"
-            "FROM scratch AS final\nCOPY --from=builder /artifact /artifact\n"
-            "FROM builder AS debug\nRUN echo debug > /debug\n"
-        ),
-    })
+    make_context(
+        tmp_path,
+        {
+            "Dockerfile": (
+                "ARG BASE=busybox\nFROM $BASE AS builder\nARG MSG=default\nRUN echo $MSG > /artifact\n"
+                "FROM scratch AS final\nCOPY --from=builder /artifact /artifact\n"
+                "FROM builder AS debug\nRUN echo debug > /debug\n"
+            ),
+        },
+    )
     result = cli("build", "--target", "final", "--build-arg", "MSG=hello", "-t", "bt-multi:1", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "Step 5/5" in result.stdout and "debug" not in result.stdout
     image = inspect(cli, "bt-multi:1")
     assert len(image["RootFS"]["Layers"]) == 1
-    copy = cli("build", "-q", "-f", "-", str(tmp_path),
-               input="FROM busybox\nCOPY --from=bt-multi:1 /artifact /got\nCMD [\"cat\", \"/got\"]\n")
+    copy = cli(
+        "build",
+        "-q",
+        "-f",
+        "-",
+        str(tmp_path),
+        input='FROM busybox\nCOPY --from=bt-multi:1 /artifact /got\nCMD ["cat", "/got"]\n',
+    )
     assert copy.returncode == 0, copy.stderr
     assert cli("run", "--rm", copy.stdout.strip()).stdout == "hello\n"
 
@@ -180,7 +208,7 @@ def test_add_unpacks_archives_and_fetches_urls(cli, busybox, tmp_path, http_file
         tar.add(context / "inner", arcname="inner")
     (context / "Dockerfile").write_text(
         f"FROM busybox\nADD bundle.tar.gz /opt/\nADD {http_files}/remote.txt /web/\n"
-        "CMD [\"sh\", \"-c\", \"cat /opt/inner/x.txt /web/remote.txt; stat -c %a /web/remote.txt\"]\n"
+        'CMD ["sh", "-c", "cat /opt/inner/x.txt /web/remote.txt; stat -c %a /web/remote.txt"]\n'
     )
     result = cli("build", "-t", "bt-add:1", str(context))
     assert result.returncode == 0, result.stderr
@@ -192,11 +220,17 @@ def test_add_unpacks_archives_and_fetches_urls(cli, busybox, tmp_path, http_file
 
 
 def test_dockerignore_is_honoured(cli, busybox, tmp_path):
-    make_context(tmp_path, {
-        "Dockerfile": "FROM busybox\nCOPY . /ctx/\nCMD [\"find\", \"/ctx\", \"-type\", \"f\"]\n",
-        ".dockerignore": "*.log\n!keep.log\nsecret\n",
-        "a.txt": "a", "x.log": "x", "keep.log": "k", "secret/s": "s",
-    })
+    make_context(
+        tmp_path,
+        {
+            "Dockerfile": 'FROM busybox\nCOPY . /ctx/\nCMD ["find", "/ctx", "-type", "f"]\n',
+            ".dockerignore": "*.log\n!keep.log\nsecret\n",
+            "a.txt": "a",
+            "x.log": "x",
+            "keep.log": "k",
+            "secret/s": "s",
+        },
+    )
     result = cli("build", "-q", str(tmp_path))
     assert result.returncode == 0, result.stderr
     listed = set(cli("run", "--rm", result.stdout.strip()).stdout.split())
@@ -207,7 +241,11 @@ def test_dockerignore_is_honoured(cli, busybox, tmp_path):
 @pytest.mark.parametrize(
     ("dockerfile", "files", "expected"),
     [
-        ("FROM busybox\nRUN echo out; exit 7\n", {}, "The command '/bin/sh -c echo out; exit 7' returned a non-zero code: 7 (step 2/2)"),
+        (
+            "FROM busybox\nRUN echo out; exit 7\n",
+            {},
+            "The command '/bin/sh -c echo out; exit 7' returned a non-zero code: 7 (step 2/2)",
+        ),
         ("FROM busybox\nFROOM x\n", {}, "line 2: unknown instruction: FROOM"),
         ("FROM busybox\nCOPY missing.txt /\n", {}, "missing.txt"),
         ("FROM busybox\nCOPY ../etc/passwd /\n", {}, "outside the build context"),
@@ -219,7 +257,7 @@ def test_dockerignore_is_honoured(cli, busybox, tmp_path):
 def test_failures_move_no_tag_and_leave_nothing(cli, busybox, daemon, tmp_path, dockerfile, files, expected):
     (tmp_path / "Dockerfile").write_text(dockerfile)
     for name, target in files.items():
-        os.symlink(target, tmp_path / "link")
+        os.symlink(target, tmp_path / name.strip("_"))
     assert cli("tag", "busybox", "bt-fail:1").returncode == 0
     before = inspect(cli, "bt-fail:1")["Id"]
     containers = container_count(cli)
@@ -238,14 +276,19 @@ def test_run_forms_shell_user_heredoc_and_onbuild(cli, busybox, tmp_path):
     make_context(parent, {"Dockerfile": "FROM busybox\nONBUILD RUN echo triggered > /trigger\n"})
     assert cli("build", "-t", "bt-onbuild:1", str(parent)).returncode == 0
     child = tmp_path / "child"
-    make_context(child, {"Dockerfile": (
-        "FROM bt-onbuild:1\n"
-        "RUN [\"sh\", \"-c\", \"echo exec > /exec\"]\n"
-        "SHELL [\"/bin/sh\", \"-ec\"]\n"
-        "RUN <<EOT\necho heredoc > /heredoc\necho \"$0 $-\" > /shell\nEOT\n"
-        "USER user\nRUN id -u > /tmp/uid\n"
-        "CMD cat /trigger /exec /heredoc /tmp/uid\n"
-    )})
+    make_context(
+        child,
+        {
+            "Dockerfile": (
+                "FROM bt-onbuild:1\n"
+                'RUN ["sh", "-c", "echo exec > /exec"]\n'
+                'SHELL ["/bin/sh", "-ec"]\n'
+                'RUN <<EOT\necho heredoc > /heredoc\necho "$0 $-" > /shell\nEOT\n'
+                "USER user\nRUN id -u > /tmp/uid\n"
+                "CMD cat /trigger /exec /heredoc /tmp/uid\n"
+            )
+        },
+    )
     result = cli("build", "-t", "bt-onbuild:child", str(child))
     assert result.returncode == 0, result.stderr
     assert "# Executing 1 build trigger" in result.stdout

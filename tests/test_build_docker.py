@@ -18,7 +18,7 @@ def classic_docker(docker):
 def test_docker_build_classic(classic_docker, cli, busybox, tmp_path):
     (tmp_path / "hello.txt").write_text("hello\n")
     (tmp_path / "Dockerfile").write_text(
-        "FROM busybox\nRUN echo built > /built.txt\nCOPY hello.txt /hello.txt\nCMD [\"cat\",\"/hello.txt\"]\n"
+        'FROM busybox\nRUN echo built > /built.txt\nCOPY hello.txt /hello.txt\nCMD ["cat","/hello.txt"]\n'
     )
     result = classic_docker("build", "-t", "bt-docker:1", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -45,7 +45,9 @@ def test_docker_build_syntax_error(classic_docker, busybox, tmp_path):
 @pytest.mark.docker_sdk
 def test_sdk_images_build(sdk, busybox, tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM busybox\nARG WHO\nRUN echo $WHO > /who\nLABEL k=v\n")
-    image, logs = sdk.images.build(path=str(tmp_path), tag="bt-sdk:1", buildargs={"WHO": "sdk"}, labels={"x": "y"})
+    image, logs = sdk.images.build(
+        path=str(tmp_path), tag="bt-sdk:1", buildargs={"WHO": "sdk"}, labels={"x": "y"}
+    )
     streamed = "".join(item.get("stream", "") for item in logs)
     assert "Successfully tagged bt-sdk:1" in streamed
     assert image.labels == {"k": "v", "x": "y"}
@@ -63,17 +65,23 @@ def test_build_api_stream_shape(api, busybox):
 
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w") as tar:
-        content = b"FROM busybox\nCMD [\"true\"]\n"
+        content = b'FROM busybox\nCMD ["true"]\n'
         info = tarfile.TarInfo("Dockerfile")
         info.size = len(content)
         tar.addfile(info, io.BytesIO(content))
-    status, body = api("POST", "/v1.41/build?t=bt-api:1&q=0", raw=data.getvalue(), content_type="application/x-tar")
+    status, body = api(
+        "POST", "/v1.41/build?t=bt-api:1&q=0", raw=data.getvalue(), content_type="application/x-tar"
+    )
     assert status == 200
-    items = [json.loads(line) for line in body.splitlines() if line.strip()] if isinstance(body, str) else [body]
+    items = (
+        [json.loads(line) for line in body.splitlines() if line.strip()] if isinstance(body, str) else [body]
+    )
     assert items[0] == {"stream": "Step 1/2 : FROM busybox"}
     assert items[1] == {"stream": "\n"}
     aux = [i for i in items if "aux" in i]
     assert len(aux) == 1 and aux[0]["aux"]["ID"].startswith("sha256:")
     assert items[-1] == {"stream": "Successfully tagged bt-api:1\n"}
-    status, _ = api("POST", "/v1.41/build?dockerfile=Nope", raw=data.getvalue(), content_type="application/x-tar")
+    status, _ = api(
+        "POST", "/v1.41/build?dockerfile=Nope", raw=data.getvalue(), content_type="application/x-tar"
+    )
     assert status == 400

@@ -7,7 +7,6 @@ import os
 import tarfile
 
 import pytest
-
 from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
 from pyengine.build.cache import BuildCache, step_key

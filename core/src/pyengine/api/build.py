@@ -120,7 +120,9 @@ async def build(request: web.Request) -> web.StreamResponse:
         except Exception as exc:  # the stream is open: the client gets the reason in it
             log.exception("build failed")
             message = str(exc) or type(exc).__name__
-            await response.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n")
+            await response.write(
+                json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n"
+            )
             await response.write_eof()
             return response
         await response.write(json.dumps({"aux": {"ID": image_id}}).encode() + b"\r\n")

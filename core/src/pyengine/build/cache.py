@@ -40,7 +40,9 @@ class BuildCache:
                 cur.execute(statement)
 
     def lookup(self, parent: str, key: str) -> str | None:
-        row = self.db.query_one("SELECT image_id FROM build_cache WHERE parent=? AND key=?", (parent or SCRATCH, key))
+        row = self.db.query_one(
+            "SELECT image_id FROM build_cache WHERE parent=? AND key=?", (parent or SCRATCH, key)
+        )
         return row[0] if row else None
 
     def record(self, parent: str, key: str, image_id: str) -> None:

@@ -88,7 +88,10 @@ def resolve_sources(root: Path, patterns: list[str], *, image_root: bool = False
             matches = [os.path.join(real_root, clean)]
         for path in matches:
             if not os.path.lexists(path):
-                raise NotFound(f"COPY failed: file not found in build context or excluded by .dockerignore: stat {pattern}: file does not exist")
+                raise NotFound(
+                    "COPY failed: file not found in build context or excluded by .dockerignore: "
+                    f"stat {pattern}: file does not exist"
+                )
             real = os.path.realpath(path)
             if real != real_root and not real.startswith(real_root + os.sep):
                 raise InvalidArgument(f"forbidden path outside the build context: {pattern} ({real})")

@@ -24,7 +24,19 @@ _FLAGS: dict[str, set[str]] = {
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
 # Instructions whose arguments go through variable substitution (the classic builder's list).
-SUBSTITUTED = {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR", "ARG"}
+SUBSTITUTED = {
+    "ADD",
+    "COPY",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "LABEL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+    "ARG",
+}
 
 
 @dataclass
@@ -151,10 +163,11 @@ def _stage(instruction: Instruction, index: int) -> Stage:
         name = args[2].lower()
     elif len(args) != 1:
         raise InvalidArgument(
-            f"Dockerfile parse error on line {instruction.line}: FROM requires either one or three "
-            "arguments"
+            f"Dockerfile parse error on line {instruction.line}: FROM requires either one or three arguments"
         )
-    return Stage(index, args[0], name, instruction.flags.get("platform"), instruction.line, instruction.original)
+    return Stage(
+        index, args[0], name, instruction.flags.get("platform"), instruction.line, instruction.original
+    )
 
 
 def expand(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
@@ -188,10 +201,14 @@ def key_values(instruction: Instruction, env: Mapping[str, str], escape: str) ->
     return pairs
 
 
-def arg_definition(instruction: Instruction, env: Mapping[str, str], escape: str) -> list[tuple[str, str | None]]:
+def arg_definition(
+    instruction: Instruction, env: Mapping[str, str], escape: str
+) -> list[tuple[str, str | None]]:
     """``ARG NAME`` / ``ARG NAME=default`` (several per line allowed): [(name, default or None)]."""
     if not instruction.args:
-        raise InvalidArgument(f"Dockerfile parse error on line {instruction.line}: ARG requires at least one argument")
+        raise InvalidArgument(
+            f"Dockerfile parse error on line {instruction.line}: ARG requires at least one argument"
+        )
     result = []
     for word in instruction.args:
         name, sep, default = word.partition("=")

@@ -14,6 +14,7 @@ import os
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,19 @@ log = logging.getLogger(__name__)
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Build args Docker passes without declaring them (proxies).
-BUILTIN_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
-                "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "SOURCE_DATE_EPOCH"}
+BUILTIN_ARGS = {
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "SOURCE_DATE_EPOCH",
+}
 
 
 @dataclass
@@ -58,7 +70,9 @@ class StageState:
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(item.split("=", 1) if "=" in item else (item, "") for item in self.config.config.Env or [])
+        return dict(
+            item.split("=", 1) if "=" in item else (item, "") for item in self.config.config.Env or []
+        )
 
     def lookup_env(self) -> dict[str, str]:
         """What substitution sees: build args, overridden by ENV."""
@@ -172,7 +186,9 @@ class Builder:
     async def _execute(self, state: StageState, ins: Instruction) -> None:
         handler = getattr(self, "_do_" + ins.name.lower(), None)
         if handler is None:
-            raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: unknown instruction: {ins.name}")
+            raise InvalidArgument(
+                f"Dockerfile parse error on line {ins.line}: unknown instruction: {ins.name}"
+            )
         await handler(state, ins)
 
     # ---- committing a step --------------------------------------------------------------------
@@ -180,9 +196,9 @@ class Builder:
         epoch = self.options.source_date_epoch
         if epoch is None:
             return now_rfc3339()
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     async def _cached(self, state: StageState, key: str) -> bool:
         if self.options.no_cache:
@@ -222,7 +238,9 @@ class Builder:
     def _args_in_effect(self, state: StageState) -> dict[str, str]:
         return dict(state.args)
 
-    async def _metadata(self, state: StageState, ins: Instruction, change: Callable[[Any], None], shown: str) -> None:
+    async def _metadata(
+        self, state: StageState, ins: Instruction, change: Callable[[Any], None], shown: str
+    ) -> None:
         key = step_key(ins.original, self._args_in_effect(state))
         if await self._cached(state, key):
             return
@@ -295,16 +313,24 @@ class Builder:
 
     async def _do_shell(self, state: StageState, ins: Instruction) -> None:
         if not ins.json:
-            raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: SHELL requires the arguments to be in JSON form")
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "Shell", list(ins.args)), f"SHELL {json.dumps(ins.args)}")
+            raise InvalidArgument(
+                f"Dockerfile parse error on line {ins.line}: SHELL requires the arguments to be in JSON form"
+            )
+        await self._metadata(
+            state, ins, lambda cfg: setattr(cfg, "Shell", list(ins.args)), f"SHELL {json.dumps(ins.args)}"
+        )
 
     async def _do_workdir(self, state: StageState, ins: Instruction) -> None:
         path = self._sub(state, ins.args[0] if ins.args else "")
         if not path:
-            raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: WORKDIR requires exactly one argument")
+            raise InvalidArgument(
+                f"Dockerfile parse error on line {ins.line}: WORKDIR requires exactly one argument"
+            )
         current = state.config.config.WorkingDir or "/"
         resolved = os.path.normpath(os.path.join(current, path))
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "WorkingDir", resolved), f"WORKDIR {resolved}")
+        await self._metadata(
+            state, ins, lambda cfg: setattr(cfg, "WorkingDir", resolved), f"WORKDIR {resolved}"
+        )
 
     async def _do_user(self, state: StageState, ins: Instruction) -> None:
         user = self._sub(state, ins.args[0] if ins.args else "")
@@ -324,7 +350,9 @@ class Builder:
     async def _do_volume(self, state: StageState, ins: Instruction) -> None:
         paths = [self._sub(state, a) for a in ins.args]
         if not paths or not all(paths):
-            raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: VOLUME specified can not be an empty string")
+            raise InvalidArgument(
+                f"Dockerfile parse error on line {ins.line}: VOLUME specified can not be an empty string"
+            )
 
         def change(cfg: Any) -> None:
             cfg.Volumes = {**(cfg.Volumes or {}), **{p: {} for p in paths}}
@@ -358,7 +386,9 @@ class Builder:
 
     async def _do_healthcheck(self, state: StageState, ins: Instruction) -> None:
         check = _healthcheck(ins)
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "Healthcheck", check), f"HEALTHCHECK {json.dumps(check)}")
+        await self._metadata(
+            state, ins, lambda cfg: setattr(cfg, "Healthcheck", check), f"HEALTHCHECK {json.dumps(check)}"
+        )
 
     # ---- file-system instructions -------------------------------------------------------------
     async def _do_run(self, state: StageState, ins: Instruction) -> None:
@@ -368,7 +398,11 @@ class Builder:
             command = ins.rest
             if ins.heredocs:
                 doc = ins.heredocs[0]
-                if command.strip() == f"<<{doc.name}" or command.strip() in (f"<<-{doc.name}", f'<<"{doc.name}"', f"<<'{doc.name}'"):
+                if command.strip() == f"<<{doc.name}" or command.strip() in (
+                    f"<<-{doc.name}",
+                    f'<<"{doc.name}"',
+                    f"<<'{doc.name}'",
+                ):
                     command = doc.content
                 else:
                     command = command + "\n" + "".join(h.content + h.name + "\n" for h in ins.heredocs)
@@ -378,7 +412,9 @@ class Builder:
         if await self._cached(state, key):
             return
         if not state.image_id:
-            raise InvalidArgument(f"RUN on line {ins.line} needs a base image: the stage is FROM scratch with nothing in it")
+            raise InvalidArgument(
+                f"RUN on line {ins.line} needs a base image: the stage is FROM scratch with nothing in it"
+            )
         env = list(state.config.config.Env or [])
         names = {e.split("=", 1)[0] for e in env}
         env += [f"{k}={v}" for k, v in sorted(args.items()) if k not in names]
@@ -402,12 +438,16 @@ class Builder:
                     f"The command '{shown}' returned a non-zero code: {code} (step {self.step}/{self.total})",
                     code,
                 )
-            shown_by = (f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else "")
+            shown_by = (
+                f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else ""
+            )
             layer = await asyncio.to_thread(self._store_diff, state, container.Id)
         finally:
             await services.remove(container, force=True)
             await self.say(f"Removing intermediate container {container.Id[:12]}\n")
-        await self._commit(state, key, shown_by + (" ".join(argv) if not ins.json else json.dumps(argv)), layer)
+        await self._commit(
+            state, key, shown_by + (" ".join(argv) if not ins.json else json.dumps(argv)), layer
+        )
 
     async def _run_container(self, container: Any) -> int:
         from pyengine.containers.logs import follow_records
@@ -419,7 +459,7 @@ class Builder:
         path = Path(container.LogPath)
         while True:
             done = future.done()
-            records = await asyncio.to_thread(lambda: list(follow_records(path, offset)))
+            records = await asyncio.to_thread(lambda start=offset: list(follow_records(path, start)))
             for record in records:
                 offset = record["_offset"]
                 if "log" in record:
@@ -484,7 +524,12 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
         raise InvalidArgument(f"Unknown type {kind} in HEALTHCHECK (try CMD)")
     test = ["CMD", *ins.args[1:]] if ins.json else ["CMD-SHELL", " ".join(ins.args[1:])]
     check: dict[str, Any] = {"Test": test}
-    for flag, field_name in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"), ("start-interval", "StartInterval")):
+    for flag, field_name in (
+        ("interval", "Interval"),
+        ("timeout", "Timeout"),
+        ("start-period", "StartPeriod"),
+        ("start-interval", "StartInterval"),
+    ):
         if flag in ins.flags:
             check[field_name] = _duration_ns(ins.flags[flag], flag)
     if "retries" in ins.flags:
@@ -498,11 +543,18 @@ def _healthcheck(ins: Instruction) -> dict[str, Any]:
 def _duration_ns(text: str, flag: str) -> int:
     import re
 
-    units = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+    units = {
+        "ns": 1,
+        "us": 1_000,
+        "ms": 1_000_000,
+        "s": 1_000_000_000,
+        "m": 60_000_000_000,
+        "h": 3_600_000_000_000,
+    }
     total = 0.0
     parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
     if not parts or "".join(a + b for a, b in parts) != text:
-        raise InvalidArgument(f"time: invalid duration \"{text}\" for --{flag}")
+        raise InvalidArgument(f'time: invalid duration "{text}" for --{flag}')
     for number, unit in parts:
         total += float(number) * units[unit]
     return int(total)

@@ -68,7 +68,11 @@ def store_layer(
         spool.seek(0)
         blob = blobs.put_file(spool, expected=diff_id)
         size = size or blobs.size(blob)
-    return StoredLayer(diff_id, {"digest": blob, "diff_id": diff_id, "size": blobs.size(blob), "mediaType": MEDIA_LAYER_TAR}, size)
+    return StoredLayer(
+        diff_id,
+        {"digest": blob, "diff_id": diff_id, "size": blobs.size(blob), "mediaType": MEDIA_LAYER_TAR},
+        size,
+    )
 
 
 def _copy_normalized(source: BinaryIO, target: BinaryIO, fixed_mtime: int | None) -> str:
@@ -80,9 +84,10 @@ def _copy_normalized(source: BinaryIO, target: BinaryIO, fixed_mtime: int | None
             target.write(chunk)
     else:
         writer = _HashingWriter(target, hasher)
-        with tarfile.open(fileobj=source, mode="r|") as tar_in, tarfile.open(
-            fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT
-        ) as tar_out:
+        with (
+            tarfile.open(fileobj=source, mode="r|") as tar_in,
+            tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar_out,
+        ):
             for member in tar_in:
                 member.mtime = fixed_mtime
                 for key in ("mtime", "atime", "ctime"):

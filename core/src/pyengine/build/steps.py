@@ -52,18 +52,26 @@ class CopyStep:
             raise InvalidArgument("ADD does not take --from")
         words = [self.builder._sub(self.state, a) for a in ins.args]
         if len(words) < 2:
-            raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: {ins.name} requires at least two arguments")
+            raise InvalidArgument(
+                f"Dockerfile parse error on line {ins.line}: {ins.name} requires at least two arguments"
+            )
         *sources, self.dest = words
         root = self.builder.context
         if "from" in ins.flags:
-            root = self._mount_image(self.builder.stage_image(self.builder._sub(self.state, ins.flags["from"])))
+            root = self._mount_image(
+                self.builder.stage_image(self.builder._sub(self.state, ins.flags["from"]))
+            )
         heredocs = {h.name: h for h in ins.heredocs}
         local: list[str] = []
         for word in sources:
             name = word[2:].lstrip("-").strip("'\"") if word.startswith("<<") else None
             if name is not None and name in heredocs:
                 doc = heredocs[name]
-                text = df.expand(doc.content, self.state.lookup_env(), self.builder.escape) if doc.expand else doc.content
+                text = (
+                    df.expand(doc.content, self.state.lookup_env(), self.builder.escape)
+                    if doc.expand
+                    else doc.content
+                )
                 self.heredocs.append((name, text.encode()))
             elif self.is_add and urllib.parse.urlsplit(word).scheme in ("http", "https"):
                 self.sources.append((self._fetch(word), "url"))
@@ -177,13 +185,18 @@ class CopyStep:
         if rootfs is None:
             if user.isdigit() and (not group or group.isdigit()):
                 return int(user), int(group or user)
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: {chown}: no /etc/passwd in a scratch image")
+            raise InvalidArgument(
+                f"unable to convert uid/gid chown string to host mapping: {chown}: "
+                "no /etc/passwd in a scratch image"
+            )
         from pyengine.runtime.users import resolve_user
 
         try:
             uid, gid, _ = resolve_user(rootfs, user + (":" + group if group else ""))
         except InvalidArgument as exc:
-            raise InvalidArgument(f"unable to convert uid/gid chown string to host mapping: {exc.message}") from None
+            raise InvalidArgument(
+                f"unable to convert uid/gid chown string to host mapping: {exc.message}"
+            ) from None
         if not group and user.isdigit():
             gid = uid  # --chown=1000 means 1000:1000, as Docker
         return uid, gid
