@@ -24,7 +24,7 @@ from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
 from pyengine.build.executor import Builder, BuildOptions, familiar_tags
 from pyengine.build.steps import StepFailed
-from pyengine.errors import EngineError, InvalidArgument, NotFound
+from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images import reference
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,3 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 def add_routes(router: web.UrlDispatcher) -> None:
     add_route(router, "POST", "/build", build)
-
-
-__all__ = ["add_routes", "NotFound"]

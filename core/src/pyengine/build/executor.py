@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -21,8 +19,9 @@ from typing import Any
 from pyengine.build import dockerfile as df
 from pyengine.build.cache import BuildCache, step_key
 from pyengine.build.dockerfile import Instruction
+from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
-from pyengine.errors import EngineError, InvalidArgument, NotFound
+from pyengine.errors import InvalidArgument, NotFound
 from pyengine.images import reference
 from pyengine.images.store import Image
 from pyengine.model.base import now_rfc3339
@@ -32,7 +31,6 @@ from pyengine.model.image import HistoryEntry, ImageConfig
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
-DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Build args Docker passes without declaring them (proxies).
 BUILTIN_ARGS = {
     "HTTP_PROXY",
@@ -79,7 +77,7 @@ class StageState:
         return {**self.args, **self.env}
 
 
-class Builder:
+class Builder(MetadataInstructions):
     def __init__(self, engine: Any, context: Path, options: BuildOptions, emit: Emit) -> None:
         self.engine = engine
         self.context = context
@@ -98,7 +96,7 @@ class Builder:
 
     # ---- the build ----------------------------------------------------------------------------
     async def run(self, text: str) -> str:
-        """Build; return the final image ID. Raises EngineError (StepFailed for a failing RUN)."""
+        """Build; return the final image ID. Raises an EngineError (StepFailed for a failing RUN)."""
         parsed = df.parse(text)
         stages = parsed.select(self.options.target)
         self.escape = parsed.escape
@@ -258,138 +256,6 @@ class Builder:
         await self._metadata(state, fake, change, shown)
         return state
 
-    # ---- metadata instructions ----------------------------------------------------------------
-    def _sub(self, state: StageState, word: str) -> str:
-        return df.expand(word, state.lookup_env(), self.escape)
-
-    async def _do_env(self, state: StageState, ins: Instruction) -> None:
-        pairs = df.key_values(ins, state.lookup_env(), self.escape)
-
-        def change(cfg: Any) -> None:
-            env = [e for e in cfg.Env or []]
-            for name, value in pairs:
-                env = [e for e in env if e.split("=", 1)[0] != name] + [f"{name}={value}"]
-            cfg.Env = env
-
-        await self._metadata(state, ins, change, "ENV " + " ".join(f"{k}={v}" for k, v in pairs))
-
-    async def _do_label(self, state: StageState, ins: Instruction) -> None:
-        pairs = df.key_values(ins, state.lookup_env(), self.escape)
-
-        def change(cfg: Any) -> None:
-            cfg.Labels = {**(cfg.Labels or {}), **dict(pairs)}
-
-        await self._metadata(state, ins, change, "LABEL " + " ".join(f"{k}={v}" for k, v in pairs))
-
-    async def _do_arg(self, state: StageState, ins: Instruction) -> None:
-        for name, default in df.arg_definition(ins, state.lookup_env(), self.escape):
-            if default is None and name in self.meta_env:
-                default = self.meta_env[name]
-            value = self._arg_value(name, default)
-            if value is not None:
-                state.args[name] = value
-            else:
-                state.args.pop(name, None)
-        # ARG changes no image; Docker still reports the step's image
-        await self.say(f" ---> {state.image_id[7:19]}\n" if state.image_id else " ---> \n")
-
-    def _exec_form(self, state: StageState, ins: Instruction) -> list[str]:
-        if ins.json:
-            return list(ins.args)
-        return [*(state.config.config.Shell or DEFAULT_SHELL), ins.rest]
-
-    async def _do_cmd(self, state: StageState, ins: Instruction) -> None:
-        argv = self._exec_form(state, ins)
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "Cmd", argv), f"CMD {json.dumps(argv)}")
-
-    async def _do_entrypoint(self, state: StageState, ins: Instruction) -> None:
-        argv = self._exec_form(state, ins)
-
-        def change(cfg: Any) -> None:
-            cfg.Entrypoint = argv
-            cfg.Cmd = None  # as Docker: a new ENTRYPOINT resets an inherited CMD
-
-        await self._metadata(state, ins, change, f"ENTRYPOINT {json.dumps(argv)}")
-
-    async def _do_shell(self, state: StageState, ins: Instruction) -> None:
-        if not ins.json:
-            raise InvalidArgument(
-                f"Dockerfile parse error on line {ins.line}: SHELL requires the arguments to be in JSON form"
-            )
-        await self._metadata(
-            state, ins, lambda cfg: setattr(cfg, "Shell", list(ins.args)), f"SHELL {json.dumps(ins.args)}"
-        )
-
-    async def _do_workdir(self, state: StageState, ins: Instruction) -> None:
-        path = self._sub(state, ins.args[0] if ins.args else "")
-        if not path:
-            raise InvalidArgument(
-                f"Dockerfile parse error on line {ins.line}: WORKDIR requires exactly one argument"
-            )
-        current = state.config.config.WorkingDir or "/"
-        resolved = os.path.normpath(os.path.join(current, path))
-        await self._metadata(
-            state, ins, lambda cfg: setattr(cfg, "WorkingDir", resolved), f"WORKDIR {resolved}"
-        )
-
-    async def _do_user(self, state: StageState, ins: Instruction) -> None:
-        user = self._sub(state, ins.args[0] if ins.args else "")
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "User", user), f"USER {user}")
-
-    async def _do_expose(self, state: StageState, ins: Instruction) -> None:
-        ports = []
-        for word in ins.args:
-            for port in df.expand_words(word, state.lookup_env(), self.escape):
-                ports.append(port if "/" in port else f"{port}/tcp")
-
-        def change(cfg: Any) -> None:
-            cfg.ExposedPorts = {**(cfg.ExposedPorts or {}), **{p: {} for p in ports}}
-
-        await self._metadata(state, ins, change, "EXPOSE " + " ".join(ports))
-
-    async def _do_volume(self, state: StageState, ins: Instruction) -> None:
-        paths = [self._sub(state, a) for a in ins.args]
-        if not paths or not all(paths):
-            raise InvalidArgument(
-                f"Dockerfile parse error on line {ins.line}: VOLUME specified can not be an empty string"
-            )
-
-        def change(cfg: Any) -> None:
-            cfg.Volumes = {**(cfg.Volumes or {}), **{p: {} for p in paths}}
-
-        await self._metadata(state, ins, change, f"VOLUME {json.dumps(paths)}")
-
-    async def _do_stopsignal(self, state: StageState, ins: Instruction) -> None:
-        from pyengine.containers.service import parse_signal
-
-        value = self._sub(state, ins.args[0] if ins.args else "")
-        parse_signal(value)
-        await self._metadata(state, ins, lambda cfg: setattr(cfg, "StopSignal", value), f"STOPSIGNAL {value}")
-
-    async def _do_maintainer(self, state: StageState, ins: Instruction) -> None:
-        author = ins.rest
-
-        def change(cfg: Any) -> None:
-            pass
-
-        state.config.author = author
-        await self._metadata(state, ins, change, f"MAINTAINER {author}")
-
-    async def _do_onbuild(self, state: StageState, ins: Instruction) -> None:
-        trigger = ins.rest
-        df.parse_trigger(trigger, ins.line)  # refuse bad triggers now, not in the child's build
-
-        def change(cfg: Any) -> None:
-            cfg.OnBuild = [*(cfg.OnBuild or []), trigger]
-
-        await self._metadata(state, ins, change, f"ONBUILD {trigger}")
-
-    async def _do_healthcheck(self, state: StageState, ins: Instruction) -> None:
-        check = _healthcheck(ins)
-        await self._metadata(
-            state, ins, lambda cfg: setattr(cfg, "Healthcheck", check), f"HEALTHCHECK {json.dumps(check)}"
-        )
-
     # ---- file-system instructions -------------------------------------------------------------
     async def _do_run(self, state: StageState, ins: Instruction) -> None:
         if ins.json:
@@ -512,58 +378,6 @@ class Builder:
         return self.engine.images.resolve(name).id
 
 
-def _healthcheck(ins: Instruction) -> dict[str, Any]:
-    if not ins.args:
-        raise InvalidArgument(f"Dockerfile parse error on line {ins.line}: HEALTHCHECK requires an argument")
-    kind = ins.args[0].upper()
-    if kind == "NONE":
-        if len(ins.args) > 1:
-            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
-        return {"Test": ["NONE"]}
-    if kind != "CMD":
-        raise InvalidArgument(f"Unknown type {kind} in HEALTHCHECK (try CMD)")
-    test = ["CMD", *ins.args[1:]] if ins.json else ["CMD-SHELL", " ".join(ins.args[1:])]
-    check: dict[str, Any] = {"Test": test}
-    for flag, field_name in (
-        ("interval", "Interval"),
-        ("timeout", "Timeout"),
-        ("start-period", "StartPeriod"),
-        ("start-interval", "StartInterval"),
-    ):
-        if flag in ins.flags:
-            check[field_name] = _duration_ns(ins.flags[flag], flag)
-    if "retries" in ins.flags:
-        try:
-            check["Retries"] = int(ins.flags["retries"])
-        except ValueError:
-            raise InvalidArgument(f"invalid --retries value: {ins.flags['retries']}") from None
-    return check
-
-
-def _duration_ns(text: str, flag: str) -> int:
-    import re
-
-    units = {
-        "ns": 1,
-        "us": 1_000,
-        "ms": 1_000_000,
-        "s": 1_000_000_000,
-        "m": 60_000_000_000,
-        "h": 3_600_000_000_000,
-    }
-    total = 0.0
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise InvalidArgument(f'time: invalid duration "{text}" for --{flag}')
-    for number, unit in parts:
-        total += float(number) * units[unit]
-    return int(total)
-
-
-def shell_join(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
-
-
 def familiar_tags(tags: list[str]) -> list[str]:
     """Validate ``-t`` values (Docker's message for a bad one) and return their normalized forms."""
     result = []
@@ -576,6 +390,3 @@ def familiar_tags(tags: list[str]) -> list[str]:
             raise InvalidArgument(f"invalid reference format: {tag}: a tag cannot have a digest")
         result.append(ref.normalized())
     return result
-
-
-__all__ = ["Builder", "BuildOptions", "EngineError", "familiar_tags"]
