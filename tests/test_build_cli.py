@@ -56,7 +56,7 @@ def test_build_layers_history_and_config(cli, busybox, tmp_path):
                 "WORKDIR $DIR\nUSER user\nLABEL org.test=yes\nEXPOSE 8080 53/udp\nVOLUME /data\n"
                 "STOPSIGNAL SIGINT\nHEALTHCHECK --interval=5s --retries=2 CMD true\nONBUILD RUN echo child\n"
                 'ENTRYPOINT ["sh", "-c"]\n'
-                'CMD ["cat /greeting; id -u; pwd; stat -c \'%U %a\' main.sh; cat /etc/motd"]\n'
+                "CMD [\"cat /greeting; id -u; pwd; stat -c '%U %a' main.sh; cat /etc/motd\"]\n"
             ),
             "app/main.sh": "echo main\n",
         },
@@ -309,3 +309,26 @@ def test_intermediate_images_are_hidden_and_have_parents(cli, busybox, tmp_path)
     listed = cli("images", "-q", "--no-trunc").stdout.split()
     assert image["Id"] in listed and parent["Id"] not in listed
     assert parent["Id"] in cli("images", "-a", "-q", "--no-trunc").stdout.split()
+
+
+def test_a_client_that_leaves_cancels_the_build(cli, busybox, daemon, tmp_path):
+    import subprocess
+    import time
+
+    make_context(tmp_path, {"Dockerfile": "FROM busybox\nRUN sleep 120\n"})
+    containers = container_count(cli)
+    client = subprocess.Popen(
+        [*cli.argv, "build", str(tmp_path)], stdout=subprocess.PIPE, text=True, env=cli.env
+    )
+    try:
+        for line in client.stdout:
+            if "Running in" in line:
+                break
+        assert container_count(cli) == containers + 1
+    finally:
+        client.kill()
+        client.wait()
+    deadline = time.monotonic() + 60
+    while container_count(cli) != containers and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert container_count(cli) == containers

@@ -22,12 +22,15 @@ from pyengine.api.app import add_route
 from pyengine.api.common import engine, off_loop, query_bool
 from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
-from pyengine.build.executor import Builder, BuildOptions, familiar_tags
+from pyengine.build.executor import BuildCancelled, Builder, BuildOptions, familiar_tags
 from pyengine.build.steps import StepFailed
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images import reference
 
 log = logging.getLogger(__name__)
+
+
+_swept: set[Path] = set()  # build directories cleaned by this daemon process
 
 
 def _json_query(request: web.Request, name: str, default: Any) -> Any:
@@ -79,6 +82,10 @@ async def build(request: web.Request) -> web.StreamResponse:
     options = build_options(request)
     quiet = query_bool(request, "q")
     work = Path(eng.config.data_root) / "build"
+    if work not in _swept:
+        # what a daemon that died mid-build left; no build of this process has started yet
+        _swept.add(work)
+        await off_loop(ctx.remove_tree, work)
     work.mkdir(exist_ok=True, mode=0o700)
     build_dir = work / secrets.token_hex(8)
     context_dir = build_dir / "context"
@@ -105,11 +112,21 @@ async def build(request: web.Request) -> web.StreamResponse:
         async def emit(item: dict[str, Any]) -> None:
             if quiet and "stream" in item:
                 return
-            await response.write(json.dumps(item).encode() + b"\r\n")
+            try:
+                await response.write(json.dumps(item).encode() + b"\r\n")
+            except ConnectionError:
+                pass  # the client left; the builder sees it through client_gone and stops
 
-        builder = Builder(eng, context_dir, options, emit)
+        def client_gone() -> bool:
+            transport = request.transport
+            return transport is None or transport.is_closing()
+
+        builder = Builder(eng, context_dir, options, emit, client_gone)
         try:
             image_id = await builder.run(text)
+        except BuildCancelled:
+            log.info("build cancelled: the client went away")
+            return response
         except EngineError as exc:
             detail: dict[str, Any] = {"message": exc.message}
             if isinstance(exc, StepFailed):

@@ -21,7 +21,7 @@ from pyengine.build.cache import BuildCache, step_key
 from pyengine.build.dockerfile import Instruction
 from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
-from pyengine.errors import InvalidArgument, NotFound
+from pyengine.errors import EngineError, InvalidArgument, NotFound
 from pyengine.images import reference
 from pyengine.images.store import Image
 from pyengine.model.base import now_rfc3339
@@ -77,9 +77,23 @@ class StageState:
         return {**self.args, **self.env}
 
 
+class BuildCancelled(EngineError):
+    """The client of a build went away."""
+
+
 class Builder(MetadataInstructions):
-    def __init__(self, engine: Any, context: Path, options: BuildOptions, emit: Emit) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        context: Path,
+        options: BuildOptions,
+        emit: Emit,
+        client_gone: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """``client_gone`` says whether the client went away: the build then stops (its running
+        build container is killed and removed), as Docker cancels a build whose client left."""
         self.engine = engine
+        self.client_gone = client_gone
         self.context = context
         self.options = options
         self.emit = emit
@@ -176,6 +190,8 @@ class Builder(MetadataInstructions):
         return StageState(image.id, config, [dict(x) for x in image.layers])
 
     async def _step(self, state: StageState, instruction: Instruction) -> None:
+        if self.client_gone():
+            raise BuildCancelled("the build was cancelled: the client went away")
         self.step += 1
         await self.say(f"Step {self.step}/{self.total} : {instruction.original}")
         await self.say("\n")
@@ -324,6 +340,8 @@ class Builder(MetadataInstructions):
         offset = 0
         path = Path(container.LogPath)
         while True:
+            if self.client_gone():
+                raise BuildCancelled("the build was cancelled: the client went away")
             done = future.done()
             records = await asyncio.to_thread(lambda start=offset: list(follow_records(path, start)))
             for record in records:
