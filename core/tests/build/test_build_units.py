@@ -140,9 +140,13 @@ def test_copy_tar_is_sorted_and_reproducible(tmp_path):
         CopyEntry("app", None, 0o755, 1000, 1000),
         CopyEntry("app/note", None, None, 0, 0, data=b"hi"),
     ]
-    first = b"".join(write_copy_tar(entries, 1700000000))
+    out = io.BytesIO()
+    write_copy_tar(entries, 1700000000, out)
+    first = out.getvalue()
     os.utime(src, (5, 5))
-    assert b"".join(write_copy_tar(list(reversed(entries)), 1700000000)) == first
+    again = io.BytesIO()
+    write_copy_tar(list(reversed(entries)), 1700000000, again)
+    assert again.getvalue() == first
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == ["app", "app/file", "app/note"]

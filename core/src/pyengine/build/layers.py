@@ -8,6 +8,7 @@ from "a layer tar" to "a layer of an image".
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import tarfile
@@ -44,34 +45,59 @@ def store_layer(
     With ``fixed_mtime`` every entry's times are replaced (SOURCE_DATE_EPOCH) so that equal trees
     give equal bytes.
     """
-    with tempfile.TemporaryFile(dir=blobs.root) as raw, tempfile.TemporaryFile(dir=blobs.root) as spool:
-        for chunk in chunks:
-            raw.write(chunk)
-        raw.seek(0)
-        digest = _copy_normalized(raw, spool, fixed_mtime)
-        diff_id = "sha256:" + digest
-        chains = chain_ids([*parent_diff_ids, diff_id])
-        key = layer_key(chains[-1])
-        size = 0
-        if not driver.exists(key):
-            parent = layer_key(chains[-2]) if len(chains) > 1 else None
-            driver.create(key, parent)
-            spool.seek(0)
+    with tempfile.TemporaryFile(dir=blobs.root) as spool:
+        if fixed_mtime is None:
+            hasher = hashlib.sha256()
+            for chunk in chunks:
+                hasher.update(chunk)
+                spool.write(chunk)
+            digest = hasher.hexdigest()
+        else:
+            with tempfile.TemporaryFile(dir=blobs.root) as raw:
+                for chunk in chunks:
+                    raw.write(chunk)
+                raw.seek(0)
+                digest = _copy_normalized(raw, spool, fixed_mtime)
+        return store_layer_file(driver, blobs, parent_diff_ids, spool, "sha256:" + digest)
+
+
+def store_layer_file(
+    driver: StorageDriver,
+    blobs: BlobStore,
+    parent_diff_ids: list[str],
+    tar_file: BinaryIO,
+    diff_id: str | None = None,
+) -> StoredLayer:
+    """Store the layer tar in the seekable ``tar_file`` (``diff_id`` its digest, computed if None)."""
+    tar_file.flush()
+    if diff_id is None:
+        tar_file.seek(0)
+        hasher = hashlib.sha256()
+        while chunk := tar_file.read(1 << 20):
+            hasher.update(chunk)
+        diff_id = "sha256:" + hasher.hexdigest()
+    chains = chain_ids([*parent_diff_ids, diff_id])
+    key = layer_key(chains[-1])
+    size = 0
+    if not driver.exists(key):
+        parent = layer_key(chains[-2]) if len(chains) > 1 else None
+        driver.create(key, parent)
+        tar_file.seek(0)
+        try:
+            size = driver.apply_diff(key, tar_file)
+        except BaseException:
             try:
-                size = driver.apply_diff(key, spool)
-            except BaseException:
-                try:
-                    driver.remove(key)
-                except EngineError:
-                    pass
-                raise
-        spool.seek(0)
-        blob = blobs.put_file(spool, expected=diff_id)
-        size = size or blobs.size(blob)
+                driver.remove(key)
+            except EngineError:
+                pass
+            raise
+    tar_file.seek(0)
+    blob = blobs.put_file(tar_file, expected=diff_id)
+    blob_size = blobs.size(blob)
     return StoredLayer(
         diff_id,
-        {"digest": blob, "diff_id": diff_id, "size": blobs.size(blob), "mediaType": MEDIA_LAYER_TAR},
-        size,
+        {"digest": blob, "diff_id": diff_id, "size": blob_size, "mediaType": MEDIA_LAYER_TAR},
+        size or blob_size,
     )
 
 
@@ -122,24 +148,19 @@ class CopyEntry:
     data: bytes | None = None  # heredoc content
 
 
-def write_copy_tar(entries: list[CopyEntry], fixed_mtime: int | None) -> Iterable[bytes]:
-    """A tar of the entries, sorted so that parents come first and equal input gives equal bytes."""
-    with tempfile.TemporaryFile() as spool:
-        with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for entry in sorted(entries, key=lambda e: e.name.split("/")):
-                info, data = _entry_info(entry, fixed_mtime)
-                if data is None:
-                    tar.addfile(info)
-                elif isinstance(data, bytes):
-                    import io
-
-                    tar.addfile(info, io.BytesIO(data))
-                else:
-                    with open(data, "rb") as handle:
-                        tar.addfile(info, handle)
-        spool.seek(0)
-        while chunk := spool.read(1 << 20):
-            yield chunk
+def write_copy_tar(entries: list[CopyEntry], fixed_mtime: int | None, out: BinaryIO) -> None:
+    """Write a tar of the entries to ``out``, sorted so that parents come first and equal input gives
+    equal bytes (with ``fixed_mtime``, every entry gets that mtime)."""
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in sorted(entries, key=lambda e: e.name.split("/")):
+            info, data = _entry_info(entry, fixed_mtime)
+            if data is None:
+                tar.addfile(info)
+            elif isinstance(data, bytes):
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                with open(data, "rb") as handle:
+                    tar.addfile(info, handle)
 
 
 def _entry_info(entry: CopyEntry, fixed_mtime: int | None) -> tuple[tarfile.TarInfo, Any]:

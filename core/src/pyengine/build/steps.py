@@ -15,7 +15,7 @@ from typing import Any
 
 from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
-from pyengine.build.layers import CopyEntry, kind_in_root, store_layer, write_copy_tar
+from pyengine.build.layers import CopyEntry, kind_in_root, store_layer_file, write_copy_tar
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images.store import chain_ids, layer_key
 
@@ -168,13 +168,11 @@ class CopyStep:
                 if parent not in entries and kind_in_root(rootfs, parent) is None:
                     add(CopyEntry(parent, None, 0o755, uid, gid))
         epoch = self.builder.options.source_date_epoch
-        return store_layer(
-            self.engine.storage,
-            self.engine.blobs,
-            list(state.config.rootfs.diff_ids),
-            write_copy_tar(list(entries.values()), epoch),
-            fixed_mtime=epoch,
-        )
+        with tempfile.TemporaryFile(dir=self.engine.blobs.root) as tar_file:
+            write_copy_tar(list(entries.values()), epoch, tar_file)
+            return store_layer_file(
+                self.engine.storage, self.engine.blobs, list(state.config.rootfs.diff_ids), tar_file
+            )
 
     def _owner(self, rootfs: Path | None) -> tuple[int, int]:
         chown = self.ins.flags.get("chown")
