@@ -152,8 +152,9 @@ def test_multistage_target_build_args_and_arg_before_from(cli, busybox, tmp_path
         tmp_path,
         {
             "Dockerfile": (
-                "ARG BASE=busybox\nFROM $BASE AS builder\nARG MSG=default\nRUN echo $MSG > /artifact\n"
-                "FROM scratch AS final\nCOPY --from=builder /artifact /artifact\n"
+                "ARG BASE=busybox\nFROM $BASE AS builder\nARG MSG=default\n"
+                "RUN echo $MSG > /artifact && ln -s /artifact /absolute-link\n"
+                "FROM scratch AS final\nCOPY --from=builder /absolute-link /artifact\n"
                 "FROM builder AS debug\nRUN echo debug > /debug\n"
             ),
         },
@@ -213,6 +214,12 @@ def test_add_unpacks_archives_and_fetches_urls(cli, busybox, tmp_path, http_file
     result = cli("build", "-t", "bt-add:1", str(context))
     assert result.returncode == 0, result.stderr
     assert cli("run", "--rm", "bt-add:1").stdout == "inside\nfrom the web\n600\n"
+    bad_sum = "sha256:" + "0" * 64
+    (context / "Dockerfile").write_text(
+        f"FROM busybox\nADD --checksum={bad_sum} {http_files}/remote.txt /r\n"
+    )
+    mismatch = cli("build", str(context))
+    assert mismatch.returncode != 0 and "checksum mismatch" in mismatch.stderr
     (context / "Dockerfile").write_text(f"FROM busybox\nADD http://127.0.0.1:{_closed_port()}/x /x\n")
     failed = cli("build", str(context))
     assert failed.returncode != 0
@@ -251,8 +258,9 @@ def test_dockerignore_is_honoured(cli, busybox, tmp_path):
         ("FROM busybox\nCOPY ../etc/passwd /\n", {}, "outside the build context"),
         ("FROM busybox\nCOPY link /\n", {"__link__": "/etc"}, "outside the build context"),
         ("FROM nosuchimage:1\n", {}, "nosuchimage:1"),
+        ("FROM busybox\nRUN --mount=type=cache,target=/c true\n", {}, "RUN --mount needs BuildKit"),
     ],
-    ids=["run-fails", "syntax", "missing-file", "dotdot", "symlink-out", "no-base"],
+    ids=["run-fails", "syntax", "missing-file", "dotdot", "symlink-out", "no-base", "buildkit-flag"],
 )
 def test_failures_move_no_tag_and_leave_nothing(cli, busybox, daemon, tmp_path, dockerfile, files, expected):
     (tmp_path / "Dockerfile").write_text(dockerfile)

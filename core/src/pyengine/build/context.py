@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from pyengine.build.ignore import ALWAYS_SENT, ignore_matcher, read_dockerignore, walk_included  # noqa: F401
 from pyengine.errors import InvalidArgument, NotFound
-from pyengine.storage.unpack import apply_layer
+from pyengine.storage.unpack import _openat2_in_root, apply_layer
 
 
 def unpack_context(stream: BinaryIO, target: Path, dockerfile: str = "Dockerfile") -> None:
@@ -87,6 +87,9 @@ def resolve_sources(root: Path, patterns: list[str], *, image_root: bool = False
         else:
             matches = [os.path.join(real_root, clean)]
         for path in matches:
+            if image_root:
+                # symlinks in an image (absolute ones too) resolve inside that image, not on the host
+                path = _resolve_in_root(real_root, os.path.relpath(path, real_root)) or path
             if not os.path.lexists(path):
                 raise NotFound(
                     "COPY failed: file not found in build context or excluded by .dockerignore: "
@@ -97,6 +100,21 @@ def resolve_sources(root: Path, patterns: list[str], *, image_root: bool = False
                 raise InvalidArgument(f"forbidden path outside the build context: {pattern} ({real})")
             found.append(Path(real))
     return found
+
+
+def _resolve_in_root(root: str, rel: str) -> str | None:
+    """The host path of ``rel`` inside ``root`` with every symlink resolved within ``root``."""
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _openat2_in_root(root_fd, rel, os.O_PATH)
+    except OSError:
+        return None
+    finally:
+        os.close(root_fd)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 def _glob(root: str, pattern: str) -> Iterator[str]:
@@ -147,6 +165,11 @@ def _walk_all(path: Path) -> Iterator[str]:
             dirnames.sort()
             for name in sorted(dirnames + filenames):
                 yield os.path.join(dirpath, name)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file's content."""
+    return _file_digest(str(path)).hex()
 
 
 def _file_digest(path: str) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from e2b_dockerfile_utils import DockerfileSyntaxError, ShellLex, parse_dockerfile_ast
 
-from pyengine.errors import InvalidArgument
+from pyengine.errors import InvalidArgument, NotSupported
 
 # The flags each instruction accepts (anything else is Docker's "Unknown flag").
 _FLAGS: dict[str, set[str]] = {
@@ -22,6 +22,12 @@ _FLAGS: dict[str, set[str]] = {
     "ADD": {"chown", "chmod", "link", "checksum", "keep-git-dir"},
     "RUN": {"mount", "network", "security"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
+}
+# BuildKit-only flags: known, but refused with a clear reason rather than silently ignored.
+_BUILDKIT_ONLY: dict[str, set[str]] = {
+    "COPY": {"parents", "exclude"},
+    "ADD": {"keep-git-dir"},
+    "RUN": {"mount", "network", "security"},
 }
 # Instructions whose arguments go through variable substitution (the classic builder's list).
 SUBSTITUTED = {
@@ -143,6 +149,11 @@ def _instruction(raw) -> Instruction:  # noqa: ANN001 - the library's Dockerfile
         if key not in allowed:
             raise InvalidArgument(
                 f"Dockerfile parse error on line {raw.start_line}: {raw.name}: Unknown flag: {key}"
+            )
+        if key in _BUILDKIT_ONLY.get(raw.name, set()):
+            raise NotSupported(
+                f"Dockerfile line {raw.start_line}: {raw.name} --{key} needs BuildKit, which pyengine's "
+                "builder (the classic one) does not implement"
             )
         flags[key] = value
     return Instruction(

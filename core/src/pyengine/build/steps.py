@@ -112,6 +112,11 @@ class CopyStep:
             reason = getattr(exc, "reason", exc)
             raise InvalidArgument(f"failed to fetch {url} for ADD: {reason}") from None
         os.chmod(target, 0o600)  # Docker gives downloaded files mode 600
+        wanted = self.ins.flags.get("checksum")
+        if wanted:
+            got = "sha256:" + ctx.file_sha256(target)
+            if got != wanted:
+                raise InvalidArgument(f"ADD {url}: checksum mismatch: expected {wanted}, got {got}")
         return target
 
     # ---- the layer ----------------------------------------------------------------------------
