@@ -152,3 +152,43 @@ def test_copy_tar_is_sorted_and_reproducible(tmp_path):
     assert [m.name for m in members] == ["app", "app/file", "app/note"]
     assert {m.mtime for m in members} == {1700000000}
     assert (members[1].mode, members[1].uid) == (0o640, 1000)
+
+
+def _context_tar(tmp_path, files: dict[str, str]):
+    from pyengine.cli.build import write_context
+
+    source = tmp_path / "src-ctx"
+    for name, content in files.items():
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    (source / "src" / "run.sh").chmod(0o750)
+    os.symlink("run.sh", source / "src" / "link")
+    tar_path = tmp_path / "context.tar"
+    with open(tar_path, "wb") as out:
+        write_context(str(source), "Dockerfile", None, out)
+    return tar_path
+
+
+def test_tar_context_digests_equal_the_unpacked_files(tmp_path):
+    from pyengine.build.tarcontext import BuildContext
+
+    files = {
+        "Dockerfile": "FROM x\n",
+        "a.txt": "a",
+        "src/run.sh": "echo",
+        "src/sub/b": "b",
+        "skip.log": "s",
+        ".dockerignore": "*.log\n",
+    }
+    context = BuildContext(_context_tar(tmp_path, files), tmp_path / "unpacked", "Dockerfile")
+    assert context.read_dockerfile() == "FROM x\n"
+    patterns = [["a.txt"], ["src"], ["src/run.sh"], ["."], ["a.txt", "src/sub"]]
+    from_index = [context.checksum(p) for p in patterns]
+    assert all(from_index) and not (tmp_path / "unpacked").exists()  # answered without unpacking
+    assert context.checksum(["src/link"]) is None and context.checksum(["*.txt"]) is None
+    root = context.root
+    assert not (root / "skip.log").exists()
+    from_files = [ctx.checksum_sources(ctx.resolve_sources(root, p), root) for p in patterns]
+    assert from_index == from_files
+    assert len(set(from_files)) == len(from_files)

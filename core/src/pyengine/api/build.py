@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
 from pyengine.build.executor import BuildCancelled, Builder, BuildOptions, familiar_tags
 from pyengine.build.steps import StepFailed
+from pyengine.build.tarcontext import BuildContext
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images import reference
 
@@ -68,15 +67,6 @@ def build_options(request: web.Request) -> BuildOptions:
     )
 
 
-def _read_dockerfile(context: Path, name: str) -> str:
-    path = os.path.normpath(os.path.join(context, name))
-    real = os.path.realpath(path)
-    if not real.startswith(os.path.realpath(context) + os.sep) or not os.path.isfile(real):
-        raise InvalidArgument(f"Cannot locate specified Dockerfile: {name}")
-    with open(real, encoding="utf-8", errors="replace") as handle:
-        return handle.read()
-
-
 async def build(request: web.Request) -> web.StreamResponse:
     eng = engine(request)
     options = build_options(request)
@@ -90,20 +80,18 @@ async def build(request: web.Request) -> web.StreamResponse:
     build_dir = work / secrets.token_hex(8)
     context_dir = build_dir / "context"
     try:
-        with tempfile.TemporaryFile(dir=work) as spool:
+        build_dir.mkdir(mode=0o700)
+        tar_path = build_dir / "context.tar"
+        with open(tar_path, "wb") as spool:
             while chunk := await request.content.read(1 << 20):
                 await asyncio.to_thread(spool.write, chunk)
             # The docker CLI's context for ``-f -`` ends without the padding of its last entry and
             # without the end-of-archive blocks (Go's reader accepts that): complete it.
             size = spool.tell()
-            spool.write(b"\0" * (-size % 512 + 1024))
-            spool.seek(0)
             if size:
-                spool.seek(0)
-                await off_loop(ctx.unpack_context, spool, context_dir, options.dockerfile)
-            else:
-                context_dir.mkdir(parents=True)
-        text = await off_loop(_read_dockerfile, context_dir, options.dockerfile)
+                spool.write(b"\0" * (-size % 512 + 1024))
+        context = await off_loop(BuildContext, tar_path, context_dir, options.dockerfile)
+        text = await off_loop(context.read_dockerfile)
         df.parse(text).select(options.target)  # syntax errors as an HTTP error, before any output
 
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
@@ -121,7 +109,7 @@ async def build(request: web.Request) -> web.StreamResponse:
             transport = request.transport
             return transport is None or transport.is_closing()
 
-        builder = Builder(eng, context_dir, options, emit, client_gone)
+        builder = Builder(eng, context, options, emit, client_gone)
         try:
             image_id = await builder.run(text)
         except BuildCancelled:

@@ -141,21 +141,41 @@ def _glob(root: str, pattern: str) -> Iterator[str]:
     yield from step(root, 0)
 
 
-def checksum_sources(sources: list[Path], root: Path | None = None) -> str:
-    """A digest of the sources' names, types, modes, link targets and contents (not mtimes)."""
+def record(shown: str, kind: int, mode: int | None, payload: bytes) -> tuple[str, bytes]:
+    """One entry of a sources digest: its name, type, permission bits (None: not counted) and
+    content digest or link target."""
+    head = f"{shown}\0{kind}\0{'' if mode is None else format(mode, 'o')}\0".encode()
+    return shown, head + payload
+
+
+def digest_records(records: list[tuple[str, bytes]]) -> str:
     digest = hashlib.sha256()
+    for _, data in sorted(records):
+        digest.update(data + b"\n")
+    return "sha256:" + digest.hexdigest()
+
+
+def checksum_sources(sources: list[Path], root: Path | None = None) -> str:
+    """A digest of the sources' names, types, modes, link targets and contents (not mtimes, not
+    owners). ``root``: the context directory (a source that is the whole context is named ".")."""
+    records = []
+    real_root = os.path.realpath(root) if root is not None else None
     for source in sources:
-        base = os.path.dirname(source)
+        is_root = real_root is not None and os.path.realpath(source) == real_root
+        name = "." if is_root else os.path.basename(source)
         for path in _walk_all(source):
             st = os.lstat(path)
-            rel = os.path.relpath(path, base)
-            digest.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode):o}\0".encode())
+            rel = os.path.relpath(path, source)
+            shown = name if rel == "." else f"{name}/{rel}"
             if stat.S_ISLNK(st.st_mode):
-                digest.update(os.readlink(path).encode(errors="surrogateescape"))
+                payload = os.readlink(path).encode(errors="surrogateescape")
             elif stat.S_ISREG(st.st_mode):
-                digest.update(_file_digest(path))
-            digest.update(b"\n")
-    return "sha256:" + digest.hexdigest()
+                payload = _file_digest(path)
+            else:
+                payload = b""
+            mode = None if (is_root and rel == ".") else stat.S_IMODE(st.st_mode)
+            records.append(record(shown, stat.S_IFMT(st.st_mode), mode, payload))
+    return digest_records(records)
 
 
 def _walk_all(path: Path) -> Iterator[str]:

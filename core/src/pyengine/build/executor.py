@@ -21,6 +21,7 @@ from pyengine.build.cache import BuildCache, step_key
 from pyengine.build.dockerfile import Instruction
 from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
+from pyengine.build.tarcontext import BuildContext
 from pyengine.errors import EngineError, InvalidArgument, NotFound
 from pyengine.images import reference
 from pyengine.images.store import Image
@@ -85,7 +86,7 @@ class Builder(MetadataInstructions):
     def __init__(
         self,
         engine: Any,
-        context: Path,
+        context: BuildContext,
         options: BuildOptions,
         emit: Emit,
         client_gone: Callable[[], bool] = lambda: False,

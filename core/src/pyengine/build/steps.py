@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 import tempfile
@@ -41,9 +42,10 @@ class CopyStep:
         self.ins = ins
         self.is_add = is_add
         self.mounted: list[str] = []
-        self.tmp = Path(tempfile.mkdtemp(prefix="pyengine-copy-", dir=builder.context.parent))
+        self.tmp = Path(tempfile.mkdtemp(prefix="pyengine-copy-", dir=builder.context.directory.parent))
         self.sources: list[tuple[Path, str]] = []  # (path, how: file|dir|archive|url|heredoc)
         self.heredocs: list[tuple[str, bytes]] = []
+        self.pending: list[str] = []  # context sources digested from the tar, found on a cache miss
 
     # ---- finding the sources ------------------------------------------------------------------
     def prepare(self) -> str:
@@ -56,8 +58,9 @@ class CopyStep:
                 f"Dockerfile parse error on line {ins.line}: {ins.name} requires at least two arguments"
             )
         *sources, self.dest = words
-        root = self.builder.context
-        if "from" in ins.flags:
+        from_image = "from" in ins.flags
+        root: Path | None = None
+        if from_image:
             root = self._mount_image(
                 self.builder.stage_image(self.builder._sub(self.state, ins.flags["from"]))
             )
@@ -77,17 +80,30 @@ class CopyStep:
                 self.sources.append((self._fetch(word), "url"))
             else:
                 local.append(word)
-        for path in ctx.resolve_sources(root, local, image_root="from" in ins.flags) if local else []:
+        digest = ctx.checksum_sources([p for p, _ in self.sources])  # downloads
+        if local and not from_image:
+            local_digest = self.builder.context.checksum(local)
+            if local_digest is not None:
+                self.pending = local
+            else:
+                context_root = self.builder.context.root
+                local_digest = ctx.checksum_sources(self._add_local(context_root, local, False), context_root)
+            digest += ":" + local_digest
+        elif local:
+            assert root is not None
+            digest += ":" + ctx.checksum_sources(self._add_local(root, local, True))
+        for name, data in self.heredocs:
+            digest += ":" + hashlib.sha256(name.encode() + b"\0" + data).hexdigest()
+        return digest
+
+    def _add_local(self, root: Path, patterns: list[str], image_root: bool) -> list[Path]:
+        paths = ctx.resolve_sources(root, patterns, image_root=image_root)
+        for path in paths:
             kind = "dir" if path.is_dir() else "file"
             if self.is_add and kind == "file" and _is_archive(path):
                 kind = "archive"
             self.sources.append((path, kind))
-        digest = ctx.checksum_sources([p for p, _ in self.sources])
-        for name, data in self.heredocs:
-            import hashlib
-
-            digest += ":" + hashlib.sha256(name.encode() + b"\0" + data).hexdigest()
-        return digest
+        return paths
 
     def _mount_image(self, image_id: str) -> Path:
         image = self.engine.images.resolve(image_id)
@@ -121,6 +137,9 @@ class CopyStep:
 
     # ---- the layer ----------------------------------------------------------------------------
     def make_layer(self) -> Any:
+        if self.pending:
+            self._add_local(self.builder.context.root, self.pending, False)
+            self.pending = []
         state = self.state
         top = layer_key(chain_ids(state.config.rootfs.diff_ids)[-1]) if state.config.rootfs.diff_ids else None
         rootfs = None
