@@ -145,6 +145,11 @@ def test_reproducible_layers_with_source_date_epoch(cli, busybox, tmp_path):
     layers = inspect(cli, ids[0])["RootFS"]["Layers"]
     assert len(layers) == 3
     assert inspect(cli, ids[0])["Created"].startswith("2023-11-14T22:13:20")
+    # the epoch is part of every step's cache key: a build without it does not reuse these steps
+    plain = cli("build", "-q", str(tmp_path))
+    assert plain.returncode == 0 and plain.stdout.strip() != ids[0]
+    cached = cli("build", "-q", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", str(tmp_path))
+    assert cached.stdout.strip() == ids[0]
 
 
 def test_multistage_target_build_args_and_arg_before_from(cli, busybox, tmp_path):

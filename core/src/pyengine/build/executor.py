@@ -167,6 +167,8 @@ class Builder(MetadataInstructions):
             return StageState("", ImageConfig(), [])
         if base.lower() in self.stage_names:
             source = self.stages[self.stage_names[base.lower()]]
+            if not source.image_id:  # a stage that is still an empty scratch
+                return StageState("", ImageConfig(), [])
             image = await asyncio.to_thread(self.engine.images.resolve, source.image_id)
         else:
             try:
@@ -251,7 +253,14 @@ class Builder(MetadataInstructions):
         await self.say(f" ---> {image.id[7:19]}\n")
 
     def _args_in_effect(self, state: StageState) -> dict[str, str]:
-        return dict(state.args)
+        """The build args a step sees (part of its cache key; RUN gets them as environment).
+
+        SOURCE_DATE_EPOCH counts whether declared or not: it changes every layer's timestamps.
+        """
+        args = dict(state.args)
+        if self.options.source_date_epoch is not None:
+            args.setdefault("SOURCE_DATE_EPOCH", str(self.options.source_date_epoch))
+        return args
 
     async def _metadata(
         self, state: StageState, ins: Instruction, change: Callable[[Any], None], shown: str
