@@ -192,3 +192,22 @@ def test_tar_context_digests_equal_the_unpacked_files(tmp_path):
     from_files = [ctx.checksum_sources(ctx.resolve_sources(root, p), root) for p in patterns]
     assert from_index == from_files
     assert len(set(from_files)) == len(from_files)
+
+
+def test_cli_context_stream_is_a_complete_tar(tmp_path):
+    from pyengine.cli.build import _ContextStream
+
+    (tmp_path / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "block").write_bytes(b"x" * 512)
+    (tmp_path / "dir").mkdir()
+    os.symlink("block", tmp_path / "dir" / "link")
+    stream = _ContextStream(str(tmp_path), "Dockerfile", None)
+    data = b""
+    while chunk := stream.read(1 << 20):
+        data += chunk
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile("block").read() == b"x" * 512
+    assert set(members) == {"Dockerfile", "empty", "block", "dir", "dir/link"}
+    assert members["dir/link"].linkname == "block" and members["empty"].size == 0
