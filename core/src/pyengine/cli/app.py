@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "import": "pyengine.cli.images:import_",
     "history": "pyengine.cli.images:history",
     "pull": "pyengine.cli.images:pull",
+    "build": "pyengine.cli.build:build",
     "version": "pyengine.cli.system:version",
     "info": "pyengine.cli.system:info",
     "events": "pyengine.cli.system:events",

@@ -62,6 +62,7 @@ class Image:
     layers: list[dict[str, Any]]  # [{digest, diff_id, size, mediaType}]
     size: int  # bytes unpacked, all layers
     tags: list[str]  # normalized references
+    parent: str = ""  # the image a build step made this one from ("" for none)
 
     @property
     def top_layer(self) -> str | None:
@@ -80,7 +81,7 @@ class Image:
             "Id": self.id,
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "RepoDigests": [],
-            "Parent": "",
+            "Parent": self.parent,
             "Comment": (self.config.history[-1].comment or "") if self.config.history else "",
             "Created": self.created,
             "Container": "",
@@ -115,7 +116,7 @@ class Image:
             "Created": int(parse_rfc3339(self.created)),
             "Id": self.id,
             "Labels": self.config.config.Labels or {},
-            "ParentId": "",
+            "ParentId": self.parent,
             "RepoDigests": [],
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "SharedSize": -1,
@@ -141,7 +142,7 @@ class ImageStore:
         tags = [
             r[0] for r in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", (image_id,))
         ]
-        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags)
+        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags, doc.get("parent", ""))
 
     def resolve(self, name: str) -> Image:
         """Find an image by reference, full ID or unique ID prefix; 404 ``No such image: NAME``."""
@@ -245,9 +246,13 @@ class ImageStore:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
 
     def add_image(
-        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str]
+        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str], parent: str = ""
     ) -> Image:
-        """Record an image whose layers are already in the driver and in the blob store."""
+        """Record an image whose layers are already in the driver and in the blob store.
+
+        ``parent``: the image it was made from by a build step (Docker's Parent; an untagged parent
+        of another image is an intermediate image, left out of the image list without ``all``).
+        """
         config_bytes = config.model_dump_json(exclude_none=True).encode()
         image_id = self.blobs.put(config_bytes)
         manifest = {
@@ -261,6 +266,8 @@ class ImageStore:
         manifest_digest = self.blobs.put(json.dumps(manifest, separators=(",", ":")).encode())
         total = size or self._stack_size(layers)
         doc = {"manifest": manifest_digest, "layers": layers, "size": total}
+        if parent:
+            doc["parent"] = parent
         with self.db.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
             for ref in tags:
