@@ -16,6 +16,6 @@ fi
 
 venv=${PYENGINE_TEST_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_vfs \
+"$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_overlay -e ./plugins/storage_vfs \
     pytest pytest-timeout docker
 exec "$venv/bin/python" -m pytest "$@"
