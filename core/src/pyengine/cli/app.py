@@ -41,6 +41,10 @@ COMMANDS: dict[str, str] = {
     "version": "pyengine.cli.system:version",
     "info": "pyengine.cli.system:info",
     "events": "pyengine.cli.system:events",
+    "commit": "pyengine.cli.container_files:commit",
+    "diff": "pyengine.cli.container_files:diff",
+    "export": "pyengine.cli.container_files:export",
+    "cp": "pyengine.cli.container_files:cp",
     "daemon": "pyengine.cli.daemon_cmd:daemon",
 }
 

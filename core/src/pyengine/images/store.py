@@ -9,6 +9,7 @@ image references it any more.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pyengine.drivers.storage import StorageDriver
-from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound, Unavailable
 from pyengine.hooks import HookCaller
 from pyengine.images import reference
 from pyengine.images.changes import apply_changes
@@ -234,6 +235,8 @@ class ImageStore:
                 raise InvalidArgument(f"invalid tar archive: {exc.message}") from exc
             if isinstance(exc, EngineError):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
             if isinstance(exc, (OSError, EOFError, ValueError)) or type(exc).__module__ == "tarfile":
                 raise InvalidArgument(f"invalid tar archive: {exc}") from exc
             raise
@@ -243,6 +246,44 @@ class ImageStore:
             self.driver.remove(key)
         except EngineError:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
+
+    def add_layer(self, chunks: Iterable[bytes], parent_chain: str | None) -> tuple[dict[str, Any], int]:
+        """Store an uncompressed layer tar as a blob and unpack it on the layer ``parent_chain``.
+
+        For commits: the driver's layer is made under the new chain ID on the parent's top layer.
+        Returns the layer's record (as in :attr:`Image.layers`) and its unpacked size. On any error
+        (a full disk included) neither the blob nor the layer stays.
+        """
+        with tempfile.TemporaryFile(dir=self.blobs.root) as spool:
+            hasher = hashlib.sha256()
+            try:
+                for chunk in chunks:
+                    hasher.update(chunk)
+                    spool.write(chunk)
+                spool.flush()
+                os.fsync(spool.fileno())
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
+                raise
+            diff_id = "sha256:" + hasher.hexdigest()
+            had_blob = self.blobs.exists(diff_id)
+            spool.seek(0)
+            try:
+                digest = self.blobs.put_file(spool, expected=diff_id)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
+                raise
+            spool.seek(0)
+            try:
+                size = self._ensure_layer(diff_id, parent_chain, spool)
+            except BaseException:
+                if not had_blob:
+                    self.blobs.delete(digest)
+                raise
+        layer = {"digest": digest, "diff_id": diff_id, "size": self.blobs.size(digest), "mediaType": MEDIA_LAYER_TAR}
+        return layer, size
 
     def add_image(
         self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str]
