@@ -19,6 +19,9 @@ from pyengine.errors import InvalidArgument, NotFound
 _KINDS = {"C": 0, "A": 1, "D": 2}
 _STREAM_BATCH = 1 << 20
 STAT_HEADER = "X-Docker-Container-Path-Stat"
+#: files the runtime makes in the root as bind-mount targets (Docker keeps them in an init layer):
+#: added by the engine, not by the container, so ``docker diff`` does not list them
+RUNTIME_MOUNT_POINTS = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"})
 
 
 def _container(request: web.Request):
@@ -60,7 +63,13 @@ async def commit(request: web.Request) -> web.Response:
 async def changes(request: web.Request) -> web.Response:
     container = _container(request)
     found = await off_loop(engine(request).storage.changes, container.Id)
-    return json_response([{"Path": change.path, "Kind": _KINDS[change.kind]} for change in found])
+    return json_response(
+        [
+            {"Path": change.path, "Kind": _KINDS[change.kind]}
+            for change in found
+            if not (change.kind == "A" and change.path in RUNTIME_MOUNT_POINTS)
+        ]
+    )
 
 
 class _MountedRoot:
