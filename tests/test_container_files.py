@@ -80,7 +80,8 @@ def test_diff_lists_what_the_container_changed(cli, changed):
 
 def test_commit_makes_an_image_that_runs_with_the_changes(cli, changed):
     image = _name("committed")
-    result = cli("commit", "-m", "my message", "-a", "me", "-c", "ENV FROM_COMMIT=1", changed, f"{image}:1")
+    result = cli("commit", "-m", "my message", "-a", "me", "-c", "ENV FROM_COMMIT=1", changed,
+                 f"{image}:1")
     assert result.returncode == 0, result.stderr
     image_id = result.stdout.strip()
     assert image_id.startswith("sha256:")
@@ -138,7 +139,8 @@ def test_cp_both_ways_on_stopped_and_running_containers(cli, changed, running, t
     live = tmp_path / "live"
     assert cli("cp", f"{running}:/live", str(live)).returncode == 0 and live.read_text() == "live\n"
     missing = cli("cp", f"{changed}:/no/such/file", str(tmp_path / "x"))
-    assert missing.returncode != 0 and f"Could not find the file /no/such/file in container {changed}" in missing.stderr
+    assert missing.returncode != 0
+    assert f"Could not find the file /no/such/file in container {changed}" in missing.stderr
 
 
 def test_the_docker_cli_diffs_commits_exports_and_copies(docker, changed, tmp_path):

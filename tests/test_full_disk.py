@@ -8,7 +8,6 @@ import sys
 import tempfile
 
 import pytest
-
 from pyengine.testing.daemon import pyengine_daemon
 
 STORAGE_DRIVER = os.environ.get("PYENGINE_TEST_STORAGE_DRIVER") or None
@@ -27,7 +26,8 @@ def small_disk():
 
 
 def _listing(root: str) -> list[str]:
-    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
+    found = (os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files)
+    return sorted(os.path.relpath(path, root) for path in found)
 
 
 def test_a_full_disk_during_commit_leaves_nothing_and_the_daemon_works(small_disk, busybox_tar):

@@ -55,7 +55,9 @@ def test_layers_are_subvolumes_and_children_snapshots_sharing_extents(btrfs_moun
     try:
         assert is_subvolume(rootfs) and is_subvolume(btrfs_mount / "btrfs/subvolumes/image")
         os.sync()
-        report = subprocess.run(["filefrag", "-v", rootfs / "big"], capture_output=True, text=True, check=True)
+        report = subprocess.run(
+            ["filefrag", "-v", rootfs / "big"], capture_output=True, text=True, check=True
+        )
         assert "shared" in report.stdout  # a snapshot: no data was copied
     finally:
         driver.unmount("container")

@@ -106,7 +106,9 @@ def _take(chunks: Iterator[bytes]) -> bytes:
     return b"".join(parts)
 
 
-async def _send_tar(request: web.Request, chunks: Iterator[bytes], headers: dict[str, str]) -> web.StreamResponse:
+async def _send_tar(
+    request: web.Request, chunks: Iterator[bytes], headers: dict[str, str]
+) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-tar", **headers})
     await response.prepare(request)
     while data := await off_loop(_take, chunks):

@@ -24,7 +24,9 @@ _GO_MODE_SYMLINK = 1 << 27
 
 @click.command(context_settings=_SETTINGS)
 @click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")')
-@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image")
+@click.option(
+    "-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction to the created image"
+)
 @click.option("-m", "--message", default="", help="Commit message")
 @click.option("-p/--pause", "--pause/--no-pause", default=True, help="Pause container during commit")
 @click.argument("container")
@@ -105,7 +107,9 @@ def _split(argument: str) -> tuple[str | None, str]:
 @click.argument("source")
 @click.argument("destination")
 @click.pass_context
-def cp(ctx: click.Context, archive: bool, follow_link: bool, quiet: bool, source: str, destination: str) -> int:
+def cp(
+    ctx: click.Context, archive: bool, follow_link: bool, quiet: bool, source: str, destination: str
+) -> int:
     """Copy files/folders between a container and the local filesystem (one side is CONTAINER:PATH)."""
     src_container, src_path = _split(source)
     dst_container, dst_path = _split(destination)

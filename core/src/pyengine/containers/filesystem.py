@@ -17,7 +17,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from pyengine.errors import InvalidArgument, NotFound
@@ -65,7 +65,7 @@ def go_file_mode(st_mode: int) -> int:
 
 def _rfc3339_nano(ns: int) -> str:
     seconds, fraction = divmod(ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     if fraction:
         text += "." + f"{fraction:09d}".rstrip("0")
     return text + "Z"

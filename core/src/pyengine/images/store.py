@@ -282,7 +282,8 @@ class ImageStore:
                 if not had_blob:
                     self.blobs.delete(digest)
                 raise
-        layer = {"digest": digest, "diff_id": diff_id, "size": self.blobs.size(digest), "mediaType": MEDIA_LAYER_TAR}
+        size_on_disk = self.blobs.size(digest)
+        layer = {"digest": digest, "diff_id": diff_id, "size": size_on_disk, "mediaType": MEDIA_LAYER_TAR}
         return layer, size
 
     def add_image(

@@ -239,9 +239,13 @@ class _LayerUnpacker:
             existing = None
         if existing is not None and self.no_overwrite_dir_non_dir:
             if member.isdir() and not stat.S_ISDIR(existing.st_mode):
-                raise InvalidArgument(f"cannot overwrite non-directory {path!r} with directory {member.name!r}")
+                raise InvalidArgument(
+                    f"cannot overwrite non-directory {path!r} with directory {member.name!r}"
+                )
             if not member.isdir() and stat.S_ISDIR(existing.st_mode):
-                raise InvalidArgument(f"cannot overwrite directory {path!r} with non-directory {member.name!r}")
+                raise InvalidArgument(
+                    f"cannot overwrite directory {path!r} with non-directory {member.name!r}"
+                )
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove_entry(parent_fd, name)
             existing = None

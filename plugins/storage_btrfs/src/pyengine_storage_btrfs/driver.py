@@ -84,7 +84,7 @@ class BtrfsDriver(StorageDriver):
                 continue
             layer_id = meta.name.removesuffix(".json")
             if not self._layer_dir(layer_id).is_dir():
-                log.warning("btrfs: layer %s lost its subvolume (crash during a write); dropping it", layer_id)
+                log.warning("btrfs: layer %s lost its subvolume (crash in a write); dropping it", layer_id)
                 meta.unlink()
                 continue
             self._parents[layer_id] = json.loads(meta.read_text())["parent"]

@@ -281,7 +281,7 @@ class OverlayDriver(StorageDriver):
         layer_dir = self._dir(layer_id)
         try:
             if any((layer_dir / "diff").iterdir()):
-                raise Conflict(f"layer {layer_id} already has content; a diff is only applied to a fresh layer")
+                raise Conflict(f"layer {layer_id} already has content; diffs go only into fresh layers")
             # unpacked aside and renamed over the empty diff: a failure leaves the layer as it was
             work = layer_dir / f".apply-{secrets.token_hex(4)}"
             work.mkdir(0o755)
