@@ -33,8 +33,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # run as a script: make `bench` importable from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from pyengine.errors import NotSupported
 from pyengine.storage.archive import tar_directory
+
+from bench.sides import print_table, seconds
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
@@ -175,7 +180,7 @@ def part_prepare(args: argparse.Namespace, work: Path) -> dict:
         )
     print(f"\nprepare a container root ({args.size_mib} MiB / {args.files} files vs busybox), "
           f"{args.runs} runs each")
-    _print_table(rows)
+    print_table(rows)
     return report
 
 
@@ -227,9 +232,9 @@ def part_commit(args: argparse.Namespace, work: Path) -> dict:
                 docker_cm.__exit__(None, None, None)
     rows = [("side", "commit median", "min", "max")]
     for side, values in times.items():
-        rows.append((side, f"{statistics.median(values):.3f} s", f"{min(values):.3f} s", f"{max(values):.3f} s"))
+        rows.append((side, seconds(statistics.median(values)), seconds(min(values)), seconds(max(values))))
     print(f"\ncommit of a container with {args.commit_mib} MiB of changes, {args.runs} runs per side")
-    _print_table(rows)
+    print_table(rows)
     ratio = None
     if "docker" in times:
         ratio = statistics.median(times["pyengine"]) / statistics.median(times["docker"])
@@ -237,14 +242,6 @@ def part_commit(args: argparse.Namespace, work: Path) -> dict:
     for note in notes:
         print(f"note: {note}")
     return {"times": times, "ratio": ratio, "notes": notes, "storage_driver": args.storage_driver}
-
-
-def _print_table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
-        if number == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main(argv: list[str] | None = None) -> int:
