@@ -107,6 +107,10 @@ class OverlayDriver(StorageDriver):
                 count = int((entry / "mounts").read_text())
             except (FileNotFoundError, ValueError):
                 count = 0
+            if count > 0 and (entry / "lower").exists() and not kernel.is_mounted(str(entry / "merged")):
+                # the mount is gone (the host rebooted): nobody holds it any more
+                (entry / "mounts").unlink(missing_ok=True)
+                count = 0
             if count > 0:
                 self._mounts[entry.name] = count
         for link in self.links_dir.iterdir():
