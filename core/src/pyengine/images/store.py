@@ -254,34 +254,22 @@ class ImageStore:
         Returns the layer's record (as in :attr:`Image.layers`) and its unpacked size. On any error
         (a full disk included) neither the blob nor the layer stays.
         """
-        with tempfile.TemporaryFile(dir=self.blobs.root) as spool:
-            hasher = hashlib.sha256()
-            try:
-                for chunk in chunks:
-                    hasher.update(chunk)
-                    spool.write(chunk)
-                spool.flush()
-                os.fsync(spool.fileno())
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
-                raise
-            diff_id = "sha256:" + hasher.hexdigest()
-            had_blob = self.blobs.exists(diff_id)
-            spool.seek(0)
-            try:
-                digest = self.blobs.put_file(spool, expected=diff_id)
-            except OSError as exc:
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
-                raise
-            spool.seek(0)
-            try:
-                size = self._ensure_layer(diff_id, parent_chain, spool)
-            except BaseException:
-                if not had_blob:
-                    self.blobs.delete(digest)
-                raise
+        # written once, straight into the blob store (an uncompressed layer's digest is its diff ID),
+        # then unpacked from there
+        try:
+            digest = self.blobs.put_chunks(chunks)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
+            raise
+        diff_id = digest
+        try:
+            with self.blobs.open(digest) as tar:
+                size = self._ensure_layer(diff_id, parent_chain, tar)
+        except BaseException:
+            if not any(x["digest"] == digest for image in self.list() for x in image.layers):
+                self.blobs.delete(digest)
+            raise
         size_on_disk = self.blobs.size(digest)
         layer = {"digest": digest, "diff_id": diff_id, "size": size_on_disk, "mediaType": MEDIA_LAYER_TAR}
         return layer, size
