@@ -9,6 +9,7 @@ need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
 command -v docker >/dev/null || need_packages+=(docker.io)
 command -v skopeo >/dev/null || need_packages+=(skopeo)
+command -v mkfs.btrfs >/dev/null || need_packages+=(btrfs-progs)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 if ((${#need_packages[@]})); then
     apt-get update -qq
@@ -17,7 +18,7 @@ fi
 
 venv=${PYENGINE_TEST_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e './core[registry]' -e ./plugins/storage_vfs \
-    -e ./plugins/volume_local \
+"$venv/bin/pip" install -q --disable-pip-version-check -e './core[registry]' -e ./plugins/storage_overlay \
+    -e ./plugins/storage_btrfs -e ./plugins/storage_vfs -e ./plugins/volume_local \
     pytest pytest-timeout docker
 exec "$venv/bin/python" -m pytest "$@"

@@ -26,6 +26,10 @@ from pyengine.testing.daemon import teardown_pyengine, wait_for_ping
 REPO = Path(__file__).resolve().parents[1]
 PYENGINE = [sys.executable, "-m", "pyengine"]
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+#: the session daemon's --storage-driver (e.g. PYENGINE_TEST_STORAGE_DRIVER=vfs); unset: the default choice
+STORAGE_DRIVER = os.environ.get("PYENGINE_TEST_STORAGE_DRIVER", "")
+#: the driver the session daemon runs with (overlay is the default where the kernel has it)
+EXPECTED_STORAGE_DRIVER = STORAGE_DRIVER or "overlay"
 
 
 @dataclass
@@ -72,6 +76,8 @@ class TestDaemon:
             "--volume-plugin-dir",
             self.volume_plugin_dir,
         ]
+        if STORAGE_DRIVER:
+            self.args += ["--storage-driver", STORAGE_DRIVER]
         log = open(os.path.join(self.base_dir, "daemon.log"), "ab")
         self.process = subprocess.Popen(
             self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -91,6 +97,12 @@ class TestDaemon:
             return Path(self.base_dir, "daemon.log").read_text()
         except OSError:
             return ""
+
+
+@pytest.fixture(scope="session")
+def storage_driver() -> str:
+    """The name of the session daemon's storage driver."""
+    return EXPECTED_STORAGE_DRIVER
 
 
 @pytest.fixture(scope="session")

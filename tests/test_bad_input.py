@@ -84,10 +84,10 @@ def _image_count(api) -> int:
     return len(api("GET", "/images/json")[1])
 
 
-def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon):
+def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon, storage_driver):
     before = _image_count(api)
     blobs = sorted((daemon.data_path / "content" / "blobs" / "sha256").iterdir())
-    layers = sorted((daemon.data_path / "storage" / "vfs").rglob("*"))
+    layers = sorted((daemon.data_path / "storage" / storage_driver).rglob("*"))
     whole = busybox_tar.read_bytes()
     for bad in (b"this is not a tar archive" * 100, whole[: len(whole) // 2], gzip.compress(whole)[:5000]):
         status, body = _import(api, bad, "broken")
@@ -95,7 +95,7 @@ def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon):
         assert "tar archive" in body["message"]
     assert _image_count(api) == before
     assert sorted((daemon.data_path / "content" / "blobs" / "sha256").iterdir()) == blobs
-    assert sorted((daemon.data_path / "storage" / "vfs").rglob("*")) == layers
+    assert sorted((daemon.data_path / "storage" / storage_driver).rglob("*")) == layers
     assert api("GET", "/_ping")[0] == 200
 
 

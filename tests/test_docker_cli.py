@@ -72,13 +72,13 @@ def test_unknown_image_and_object(docker):
     assert inspect.returncode == 1 and "No such object: nosuchobject" in inspect.stderr
 
 
-def test_images_and_version(docker, busybox):
+def test_images_and_version(docker, busybox, storage_driver):
     images = docker("images", "--format", "{{.Repository}}:{{.Tag}}")
     assert "busybox:latest" in images.stdout.split()
     version = docker("version", "--format", "{{.Server.APIVersion}}")
     assert version.stdout.strip() == "1.41"
     info = docker("info", "--format", "{{.Driver}}")
-    assert info.stdout.strip() == "vfs"
+    assert info.stdout.strip() == storage_driver
 
 
 def test_tty_run(docker, busybox, run_in_pty):

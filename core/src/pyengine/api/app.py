@@ -91,7 +91,7 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(engine: object) -> web.Application:
-    from pyengine.api import build, containers, images, system, volumes
+    from pyengine.api import build, container_files, containers, images, system, volumes
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -101,4 +101,5 @@ def make_app(engine: object) -> web.Application:
     images.add_routes(app.router)
     volumes.add_routes(app.router)
     build.add_routes(app.router)
+    container_files.add_routes(app.router)
     return app

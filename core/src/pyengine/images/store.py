@@ -9,6 +9,7 @@ image references it any more.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pyengine.drivers.storage import StorageDriver
-from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound, Unavailable
 from pyengine.hooks import HookCaller
 from pyengine.images import reference
 from pyengine.images.changes import apply_changes
@@ -235,6 +236,8 @@ class ImageStore:
                 raise InvalidArgument(f"invalid tar archive: {exc.message}") from exc
             if isinstance(exc, EngineError):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
             if isinstance(exc, (OSError, EOFError, ValueError)) or type(exc).__module__ == "tarfile":
                 raise InvalidArgument(f"invalid tar archive: {exc}") from exc
             raise
@@ -244,6 +247,33 @@ class ImageStore:
             self.driver.remove(key)
         except EngineError:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
+
+    def add_layer(self, chunks: Iterable[bytes], parent_chain: str | None) -> tuple[dict[str, Any], int]:
+        """Store an uncompressed layer tar as a blob and unpack it on the layer ``parent_chain``.
+
+        For commits: the driver's layer is made under the new chain ID on the parent's top layer.
+        Returns the layer's record (as in :attr:`Image.layers`) and its unpacked size. On any error
+        (a full disk included) neither the blob nor the layer stays.
+        """
+        # written once, straight into the blob store (an uncompressed layer's digest is its diff ID),
+        # then unpacked from there
+        try:
+            digest = self.blobs.put_chunks(chunks)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
+            raise
+        diff_id = digest
+        try:
+            with self.blobs.open(digest) as tar:
+                size = self._ensure_layer(diff_id, parent_chain, tar)
+        except BaseException:
+            if not any(x["digest"] == digest for image in self.list() for x in image.layers):
+                self.blobs.delete(digest)
+            raise
+        size_on_disk = self.blobs.size(digest)
+        layer = {"digest": digest, "diff_id": diff_id, "size": size_on_disk, "mediaType": MEDIA_LAYER_TAR}
+        return layer, size
 
     def add_image(
         self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str], parent: str = ""
