@@ -12,8 +12,20 @@ from test_security_defaults import DEFAULT_CAPS, status_fields
 def running(cli, busybox):
     """A running container (``-u`` none, ``--group-add 4242``); removed afterwards."""
     name = f"exec-{os.getpid()}-{os.urandom(3).hex()}"
-    result = cli("run", "-d", "--name", name, "--group-add", "4242", "-e", "FROM_RUN=yes", "busybox",
-                 "sh", "-c", "echo started; sleep 1000")
+    result = cli(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--group-add",
+        "4242",
+        "-e",
+        "FROM_RUN=yes",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 1000",
+    )
     assert result.returncode == 0, result.stderr
     yield name
     cli("rm", "-f", name)
@@ -28,8 +40,13 @@ def test_exec_output_and_exit_code(cli, running):
 
 def test_exec_joins_every_namespace(cli, running):
     container_pid = cli("inspect", "-f", "{{.State.Pid}}", running).stdout.strip()
-    result = cli("exec", running, "sh", "-c",
-                 "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'; ip -o link")
+    result = cli(
+        "exec",
+        running,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'; ip -o link",
+    )
     lines = result.stdout.splitlines()
     assert lines[0] == cli("inspect", "-f", "{{.Config.Hostname}}", running).stdout.strip()
     with open(f"/proc/{container_pid}/cmdline", "rb") as handle:  # PID 1 is the container's
@@ -44,12 +61,19 @@ def test_exec_joins_every_namespace(cli, running):
 
 
 def test_exec_user_env_workdir(cli, running):
-    result = cli("exec", "-u", "1000", "-e", "X=1", "-w", "/tmp", running, "sh", "-c",
-                 "id; echo $X $FROM_RUN; pwd")
+    result = cli(
+        "exec", "-u", "1000", "-e", "X=1", "-w", "/tmp", running, "sh", "-c", "id; echo $X $FROM_RUN; pwd"
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["uid=1000(user) gid=1000(user) groups=1000(user),4242", "1 yes", "/tmp"] or (
-        result.stdout.splitlines()[1:] == ["1 yes", "/tmp"] and "uid=1000(user)" in result.stdout
-        and "4242" in result.stdout)
+    assert result.stdout.splitlines() == [
+        "uid=1000(user) gid=1000(user) groups=1000(user),4242",
+        "1 yes",
+        "/tmp",
+    ] or (
+        result.stdout.splitlines()[1:] == ["1 yes", "/tmp"]
+        and "uid=1000(user)" in result.stdout
+        and "4242" in result.stdout
+    )
 
 
 def test_exec_has_the_container_security(cli, running):
@@ -65,8 +89,22 @@ def test_exec_has_the_container_security(cli, running):
 
 def test_exec_no_new_privileges_follows_the_container(cli, busybox):
     name = f"exec-nnp-{os.urandom(3).hex()}"
-    assert cli("run", "-d", "--name", name, "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
-               "busybox", "sleep", "1000").returncode == 0
+    assert (
+        cli(
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--security-opt",
+            "no-new-privileges",
+            "--cap-drop",
+            "ALL",
+            "busybox",
+            "sleep",
+            "1000",
+        ).returncode
+        == 0
+    )
     try:
         status = status_fields(cli("exec", name, "cat", "/proc/self/status").stdout)
         assert status["NoNewPrivs"] == "1"
@@ -110,8 +148,11 @@ def test_exec_into_stopped_container_is_409(cli, api, busybox):
 def test_exec_api_shapes(api, running):
     status, body = api("POST", f"/containers/{running}/exec", {"Cmd": []})
     assert status == 400
-    status, body = api("POST", f"/containers/{running}/exec",
-                       {"Cmd": ["sh", "-c", "exit 4"], "AttachStdout": True, "AttachStderr": True})
+    status, body = api(
+        "POST",
+        f"/containers/{running}/exec",
+        {"Cmd": ["sh", "-c", "exit 4"], "AttachStdout": True, "AttachStderr": True},
+    )
     assert status == 201
     exec_id = body["Id"]
     status, info = api("GET", f"/exec/{exec_id}/json")
@@ -120,8 +161,13 @@ def test_exec_api_shapes(api, running):
     assert status == 200
     status, info = api("GET", f"/exec/{exec_id}/json")
     assert info["ExitCode"] == 4 and info["Running"] is False and info["Pid"] > 0
-    assert info["ProcessConfig"] == {"tty": False, "entrypoint": "sh", "arguments": ["-c", "exit 4"],
-                                     "privileged": False, "user": ""}
+    assert info["ProcessConfig"] == {
+        "tty": False,
+        "entrypoint": "sh",
+        "arguments": ["-c", "exit 4"],
+        "privileged": False,
+        "user": "",
+    }
     assert len(info["ContainerID"]) == 64
     status, body = api("POST", f"/exec/{exec_id}/start", {"Detach": False})
     assert status == 409
@@ -130,22 +176,33 @@ def test_exec_api_shapes(api, running):
 
 def test_exec_detached(cli, running):
     assert cli("exec", "-d", running, "sh", "-c", "sleep 0.2; echo done > /tmp/detached").returncode == 0
-    result = cli("exec", running, "sh", "-c", "for i in $(seq 100); do test -f /tmp/detached && break; sleep 0.1; done;"
-                 " cat /tmp/detached")
+    result = cli(
+        "exec",
+        running,
+        "sh",
+        "-c",
+        "for i in $(seq 100); do test -f /tmp/detached && break; sleep 0.1; done; cat /tmp/detached",
+    )
     assert result.stdout == "done\n"
 
 
 def test_docker_exec_it_on_a_terminal(docker, running, run_in_pty):
-    output, status = run_in_pty([*docker.argv, "exec", "-it", running, "sh"],
-                                send=[b"tty; stty size; echo $TERM\r", b"exit 6\r"], env=docker.env)
+    output, status = run_in_pty(
+        [*docker.argv, "exec", "-it", running, "sh"],
+        send=[b"tty; stty size; echo $TERM\r", b"exit 6\r"],
+        env=docker.env,
+    )
     assert status == 6, output
     assert b"/dev/pts/" in output
     assert b"xterm" in output
 
 
 def test_pyengine_exec_it_on_a_terminal(cli, running, run_in_pty):
-    output, status = run_in_pty([*cli.argv, "exec", "-it", running, "sh"],
-                                send=[b"tty; ls /proc/$$/fd; echo marker\r", b"exit 7\r"], env=cli.env)
+    output, status = run_in_pty(
+        [*cli.argv, "exec", "-it", running, "sh"],
+        send=[b"tty; ls /proc/$$/fd; echo marker\r", b"exit 7\r"],
+        env=cli.env,
+    )
     assert status == 7, output
     assert b"/dev/pts/" in output and b"marker" in output
 
@@ -158,3 +215,10 @@ def test_sdk_exec_run(sdk, running):
     assert code == 2 and out == b"o\n" and err == b"e\n"
     code, output = container.exec_run("tty", tty=True)
     assert code == 0 and output.startswith(b"/dev/pts/")
+
+
+def test_exec_privileged_gets_every_capability(cli, running):
+    with open("/proc/self/status") as handle:
+        bounding = status_fields(handle.read())["CapBnd"]  # what this host can grant at all
+    status = status_fields(cli("exec", "--privileged", running, "cat", "/proc/self/status").stdout)
+    assert status["CapEff"] == bounding

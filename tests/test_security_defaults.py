@@ -41,22 +41,37 @@ def test_no_new_namespaces_and_no_mounts(cli, busybox):
     result = cli("run", "--rm", "busybox", "unshare", "-U", "true")
     assert result.returncode != 0
     assert "Operation not permitted" in result.stderr
-    for command in (["unshare", "-m", "true"], ["unshare", "-n", "true"], ["mount", "-t", "tmpfs", "t", "/mnt"]):
+    for command in (
+        ["unshare", "-m", "true"],
+        ["unshare", "-n", "true"],
+        ["mount", "-t", "tmpfs", "t", "/mnt"],
+    ):
         result = cli("run", "--rm", "busybox", *command)
         assert result.returncode != 0, command
         assert "ermission denied" in result.stderr or "not permitted" in result.stderr, result.stderr
 
 
 def test_seccomp_unconfined_allows_user_namespaces(cli, busybox):
-    result = cli("run", "--rm", "--security-opt", "seccomp=unconfined", "busybox",
-                 "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true && echo unshared")
+    result = cli(
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; unshare -U true && echo unshared",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["Seccomp:", "0", "unshared"]
 
 
 def test_masked_paths_read_empty(cli, busybox):
-    present = [path for path in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
-               if os.path.exists(path)]  # /proc/kcore exists only with CONFIG_PROC_KCORE
+    present = [
+        path
+        for path in ("/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug")
+        if os.path.exists(path)
+    ]  # /proc/kcore exists only with CONFIG_PROC_KCORE
     assert "/proc/keys" in present and open("/proc/keys").read()  # the host's is not empty
     script = "; ".join(f"echo {path} $(wc -c < {path})" for path in present)
     result = cli("run", "--rm", "busybox", "sh", "-c", script)
@@ -65,27 +80,50 @@ def test_masked_paths_read_empty(cli, busybox):
 
 
 def test_proc_sys_and_sys_are_read_only(cli, busybox):
-    result = cli("run", "--rm", "busybox", "sh", "-c",
-                 "echo x > /proc/sys/kernel/domainname; echo rc=$?; echo 1 > /proc/sysrq-trigger; echo rc=$?;"
-                 " mkdir /sys/fs/x; echo rc=$?")
+    result = cli(
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /proc/sys/kernel/domainname; echo rc=$?; echo 1 > /proc/sysrq-trigger; echo rc=$?;"
+        " mkdir /sys/fs/x; echo rc=$?",
+    )
     assert result.stdout.split() == ["rc=1", "rc=1", "rc=1"]
     assert "Read-only file system" in result.stderr
 
 
 def test_read_only_root(cli, busybox):
-    result = cli("run", "--rm", "--read-only", "busybox", "sh", "-c",
-                 "touch /x; echo rc=$?; touch /tmp/x; echo rc=$?; touch /dev/shm/x && echo shm-ok")
+    result = cli(
+        "run",
+        "--rm",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /x; echo rc=$?; touch /tmp/x; echo rc=$?; touch /dev/shm/x && echo shm-ok",
+    )
     assert result.stdout.split() == ["rc=1", "rc=1", "shm-ok"]
     assert "Read-only file system" in result.stderr
 
 
 def test_no_new_privileges(cli, busybox):
     for option in ("no-new-privileges", "no-new-privileges=true", "no-new-privileges:true"):
-        result = cli("run", "--rm", "--security-opt", option, "busybox", "grep", "NoNewPrivs", "/proc/self/status")
+        result = cli(
+            "run", "--rm", "--security-opt", option, "busybox", "grep", "NoNewPrivs", "/proc/self/status"
+        )
         assert result.stdout.split() == ["NoNewPrivs:", "1"], (option, result.stderr)
         # with no_new_privs the filter goes in as the last step: the process still runs under it
-    result = cli("run", "--rm", "--security-opt", "no-new-privileges", "busybox", "grep", "Seccomp:",
-                 "/proc/self/status")
+    result = cli(
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges",
+        "busybox",
+        "grep",
+        "Seccomp:",
+        "/proc/self/status",
+    )
     assert result.stdout.split() == ["Seccomp:", "2"]
 
 

@@ -37,14 +37,29 @@ def test_cap_add_and_drop(cli, busybox):
 
 
 def test_cap_sys_admin_lets_seccomp_allow_mount(cli, busybox):
-    result = cli("run", "--rm", "--cap-add", "SYS_ADMIN", "busybox", "sh", "-c",
-                 "mount -t tmpfs t /tmp && echo mounted && unshare -m true && echo unshared")
+    result = cli(
+        "run",
+        "--rm",
+        "--cap-add",
+        "SYS_ADMIN",
+        "busybox",
+        "sh",
+        "-c",
+        "mount -t tmpfs t /tmp && echo mounted && unshare -m true && echo unshared",
+    )
     assert result.stdout.split() == ["mounted", "unshared"], result.stderr
 
 
 def test_privileged(cli, busybox):
-    result = cli("run", "--rm", "--privileged", "busybox", "sh", "-c",
-                 "cat /proc/self/status; grep -c ' /proc/sys ' /proc/self/mounts")
+    result = cli(
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/status; grep -c ' /proc/sys ' /proc/self/mounts",
+    )
     status = status_fields(result.stdout)
     assert int(status["CapEff"], 16) == all_caps()
     assert status["Seccomp"] == "0"
@@ -52,17 +67,42 @@ def test_privileged(cli, busybox):
 
 
 def test_ulimit(cli, busybox):
-    result = cli("run", "--rm", "--ulimit", "nofile=100:200", "--ulimit", "nproc=50", "busybox",
-                 "sh", "-c", "ulimit -n; ulimit -Hn; ulimit -u")
+    result = cli(
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=100:200",
+        "--ulimit",
+        "nproc=50",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -u",
+    )
     assert result.stdout.split() == ["100", "200", "50"], result.stderr
 
 
 def test_user_and_group_add(cli, busybox):
-    result = cli("run", "--rm", "-u", "1000:1000", "--group-add", "10", "--group-add", "daemon",
-                 "--group-add", "4242", "busybox", "id")
+    result = cli(
+        "run",
+        "--rm",
+        "-u",
+        "1000:1000",
+        "--group-add",
+        "10",
+        "--group-add",
+        "daemon",
+        "--group-add",
+        "4242",
+        "busybox",
+        "id",
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "uid=1000(user) gid=1000(user) groups=1(daemon),10(wheel),4242,1000(user)" or (
-        sorted(result.stdout.split("groups=")[1].strip().split(",")) == ["1(daemon)", "10(wheel)", "4242"]
+    assert (
+        result.stdout.strip() == "uid=1000(user) gid=1000(user) groups=1(daemon),10(wheel),4242,1000(user)"
+        or (
+            sorted(result.stdout.split("groups=")[1].strip().split(",")) == ["1(daemon)", "10(wheel)", "4242"]
+        )
     ), result.stdout
 
 
@@ -73,26 +113,59 @@ def test_seccomp_profile_file(cli, busybox, tmp_path):
     }
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(profile, indent=2))
-    result = cli("run", "--rm", "--security-opt", f"seccomp={path}", "busybox", "sh", "-c",
-                 "mkdir /tmp/d; echo rc=$?; touch /tmp/f && echo touched")
+    result = cli(
+        "run",
+        "--rm",
+        "--security-opt",
+        f"seccomp={path}",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /tmp/d; echo rc=$?; touch /tmp/f && echo touched",
+    )
     assert result.stdout.split() == ["rc=1", "touched"]
     assert "Operation not permitted" in result.stderr
 
 
 def test_docker_cli_security_flags(docker, busybox, tmp_path):
     profile = tmp_path / "deny-mkdir.json"
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
-                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
-    result = docker("run", "--rm", "--cap-drop", "ALL", "--read-only", "--security-opt", "no-new-privileges",
-                    "--security-opt", f"seccomp={profile}", "--ulimit", "nofile=64:64", "busybox",
-                    "sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status; ulimit -n; mkdir /tmp/x; echo rc=$?")
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            }
+        )
+    )
+    result = docker(
+        "run",
+        "--rm",
+        "--cap-drop",
+        "ALL",
+        "--read-only",
+        "--security-opt",
+        "no-new-privileges",
+        "--security-opt",
+        f"seccomp={profile}",
+        "--ulimit",
+        "nofile=64:64",
+        "busybox",
+        "sh",
+        "-c",
+        "grep -E 'CapEff|NoNewPrivs' /proc/self/status; ulimit -n; mkdir /tmp/x; echo rc=$?",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["CapEff:", "0000000000000000", "NoNewPrivs:", "1", "64", "rc=1"]
 
 
 def test_sdk_security_options(sdk, busybox):
-    output = sdk.containers.run("busybox", ["grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"], remove=True,
-                                cap_add=["NET_ADMIN"], security_opt=["no-new-privileges"])
+    output = sdk.containers.run(
+        "busybox",
+        ["grep", "-E", "CapEff|NoNewPrivs", "/proc/self/status"],
+        remove=True,
+        cap_add=["NET_ADMIN"],
+        security_opt=["no-new-privileges"],
+    )
     fields = status_fields(output.decode())
     assert int(fields["CapEff"], 16) == int(DEFAULT_CAPS, 16) | CAP_NET_ADMIN
     assert fields["NoNewPrivs"] == "1"
@@ -112,8 +185,9 @@ def test_bad_values_are_refused_before_anything_is_created(api, cli, busybox):
         ({"GroupAdd": ["bad group!"]}, "--group-add"),
     ]
     for host_config, words in cases:
-        status, body = api("POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"],
-                                                          "HostConfig": host_config})
+        status, body = api(
+            "POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"], "HostConfig": host_config}
+        )
         assert status == 400, (host_config, body)
         assert words in body["message"], (host_config, body)
     assert cli("ps", "-aq").stdout == before

@@ -62,22 +62,25 @@ def default_filter(capabilities: list[str]) -> bytes:
 def test_default_profile_refuses_what_docker_refuses():
     program = default_filter(list(DEFAULT_CAPABILITIES))
     clone_newuser = 0x10000000 | 17  # CLONE_NEWUSER | SIGCHLD
-    results = run_filtered(program, [
-        ("keyctl", 0, 0, 0, 0, 0),
-        ("add_key", 0, 0, 0, 0, 0),
-        ("request_key", 0, 0, 0, 0),
-        ("kexec_load", 0, 0, 0, 0),
-        ("bpf", 0, 0, 0),
-        ("unshare", 0x10000000),
-        ("setns", 0, 0),
-        ("mount", 0, 0, 0, 0, 0),
-        ("umount2", 0, 0),
-        ("clone", clone_newuser, 0, 0, 0, 0),
-        ("socket", 40, 1, 0),  # AF_VSOCK
-        ("personality", 0x0040000),  # ADDR_NO_RANDOMIZE: not one of the allowed personas
-        ("userfaultfd", 0),
-        ("open_by_handle_at", 0, 0, 0),  # needs CAP_DAC_READ_SEARCH
-    ])
+    results = run_filtered(
+        program,
+        [
+            ("keyctl", 0, 0, 0, 0, 0),
+            ("add_key", 0, 0, 0, 0, 0),
+            ("request_key", 0, 0, 0, 0),
+            ("kexec_load", 0, 0, 0, 0),
+            ("bpf", 0, 0, 0),
+            ("unshare", 0x10000000),
+            ("setns", 0, 0),
+            ("mount", 0, 0, 0, 0, 0),
+            ("umount2", 0, 0),
+            ("clone", clone_newuser, 0, 0, 0, 0),
+            ("socket", 40, 1, 0),  # AF_VSOCK
+            ("personality", 0x0040000),  # ADDR_NO_RANDOMIZE: not one of the allowed personas
+            ("userfaultfd", 0),
+            ("open_by_handle_at", 0, 0, 0),  # needs CAP_DAC_READ_SEARCH
+        ],
+    )
     assert all(result == (-1, errno.EPERM) for result in results), results
     # clone3 answers ENOSYS so that a libc falls back to clone, whose flags the filter can see
     assert run_filtered(program, [("clone3", 0, 0)]) == [(-1, errno.ENOSYS)]
@@ -133,8 +136,14 @@ def test_argument_comparisons(op, value, value_two, offset, matches):
     """lseek(fd, offset, SEEK_SET) on /dev/null is refused with EACCES exactly when the rule matches."""
     profile = {
         "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["lseek"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EACCES,
-                      "args": [{"index": 1, "op": op, "value": value, "valueTwo": value_two}]}],
+        "syscalls": [
+            {
+                "names": ["lseek"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": errno.EACCES,
+                "args": [{"index": 1, "op": op, "value": value, "valueTwo": value_two}],
+            }
+        ],
     }
     fd = os.open("/dev/null", os.O_RDONLY)
     try:
@@ -148,10 +157,18 @@ def test_bad_profiles_are_refused():
     for profile in (
         {"defaultAction": "SCMP_ACT_NOPE"},
         {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_BOGUS"}]},
-        {"defaultAction": "SCMP_ACT_ALLOW",
-         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "op": "SCMP_CMP_EQ"}]}]},
-        {"defaultAction": "SCMP_ACT_ALLOW",
-         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "op": "SCMP_CMP_ZZ"}]}]},
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 9, "op": "SCMP_CMP_EQ"}]}
+            ],
+        },
+        {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "op": "SCMP_CMP_ZZ"}]}
+            ],
+        },
     ):
         with pytest.raises(seccomp.SeccompError):
             seccomp.compile_filter(profile)
@@ -161,11 +178,56 @@ def test_x32_system_calls_are_refused():
     """x32 calls (nr | 0x40000000, same audit arch as x86_64) get the default action, as do other
     architectures: the program checks the architecture before anything else."""
     survive = ["getpid", "write", "exit", "exit_group", "brk", "mmap", "munmap", "rt_sigreturn", "close"]
-    program = seccomp.compile_filter({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
-                                      "syscalls": [{"names": survive, "action": "SCMP_ACT_ALLOW"}]})
+    program = seccomp.compile_filter(
+        {
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": survive, "action": "SCMP_ACT_ALLOW"}],
+        }
+    )
     code, _jt, _jf, k = struct.unpack("=HBBI", program[:8])
     assert (code, k) == (0x20, 4)  # ld [arch]
     x32_getpid = 0x40000000 + 39
     results = run_filtered(program, [("getpid",), ("x32_getpid",)], numbers={"x32_getpid": x32_getpid})
     assert results[0][0] > 0
     assert results[1] == (-1, errno.EPERM)
+
+
+def _int80_caller():
+    """A function ``call(nr) -> int`` that makes an i386 system call (``int $0x80``) from this
+    64-bit process: the kernel reports it with the i386 audit architecture, as a 32-bit binary's."""
+    import mmap
+
+    code = bytes([0x89, 0xF8, 0xCD, 0x80, 0xC3])  # mov eax, edi; int 0x80; ret
+    memory = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    memory.write(code)
+    address = ctypes.addressof(ctypes.c_char.from_buffer(memory))
+    function = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(address)
+    function.memory = memory  # keep the page mapped as long as the function lives
+    return function
+
+
+def test_i386_system_calls_use_the_i386_numbers():
+    from pyengine.runtime.syscall_numbers import I386
+
+    call = _int80_caller()
+    if call(I386["getpid"]) != os.getpid():
+        pytest.skip("this kernel has no i386 emulation")
+    program = default_filter(list(DEFAULT_CAPABILITIES))
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            signal.alarm(20)
+            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+            seccomp.install_filter(program)
+            results = [call(I386["getpid"]), call(I386["keyctl"]), call(I386["unshare"]), call(I386["mount"])]
+            os.write(write_end, json.dumps(results).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        results = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert results == [pid, -errno.EPERM, -errno.EPERM, -errno.EPERM]

@@ -1,4 +1,5 @@
-"""Exec routes: ``POST /containers/{name}/exec``, ``POST /exec/{id}/start|resize``, ``GET /exec/{id}/json``."""
+"""Exec routes: ``POST /containers/{name}/exec``, ``POST /exec/{id}/start|resize``,
+``GET /exec/{id}/json``."""
 
 from __future__ import annotations
 

@@ -259,7 +259,9 @@ def parse_ulimit(text: str) -> dict[str, Any]:
         soft = int(soft_text)
         hard = int(hard_text) if colon else soft
     except ValueError:
-        raise OptionError(f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit value: {limits}') from None
+        raise OptionError(
+            f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit value: {limits}'
+        ) from None
     if soft > hard:
         raise OptionError(
             f'invalid argument "{text}" for "--ulimit" flag: '

@@ -155,8 +155,11 @@ class ExecService:
     def check_startable(self, instance: ExecInstance) -> None:
         """Conflict if the instance was started before or its container does not run."""
         if instance.started:
-            raise Conflict(f"Error: Exec command {instance.id} has already run" if not instance.running
-                           else f"Error: Exec command {instance.id} is already running")
+            raise Conflict(
+                f"Error: Exec command {instance.id} has already run"
+                if not instance.running
+                else f"Error: Exec command {instance.id} is already running"
+            )
         check_running(instance.container)
 
     def _process_spec(self, instance: ExecInstance, console_size: list[int] | None) -> dict[str, Any]:
@@ -173,12 +176,19 @@ class ExecService:
             raise StartFailed(f"container {container.Id} has no mounted root file system")
         rootfs = Path(container.RootfsPath)
         uid, gid, groups = resolve_user(rootfs, config.get("User") or container.Config.User or "")
-        extra_gids = resolve_groups(rootfs, security.check_group_add(getattr(container.HostConfig, "GroupAdd", None)))
+        extra_gids = resolve_groups(
+            rootfs, security.check_group_add(getattr(container.HostConfig, "GroupAdd", None))
+        )
         capabilities = base.get("capabilities")
         if config.get("Privileged"):
             everything = security.capabilities_for(_Privileged())
-            capabilities = {"bounding": everything, "effective": everything, "permitted": everything,
-                            "inheritable": [], "ambient": []}
+            capabilities = {
+                "bounding": everything,
+                "effective": everything,
+                "permitted": everything,
+                "inheritable": [],
+                "ambient": [],
+            }
         env = spec.merge_env(container.Config.Env, config.get("Env"), container.Config.Hostname, instance.tty)
         process: dict[str, Any] = {
             "terminal": instance.tty,

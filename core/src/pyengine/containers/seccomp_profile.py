@@ -82,8 +82,10 @@ ALLOWED_WITH_CAPABILITY: tuple[tuple[tuple[str, ...], str], ...] = (
     (("chroot",), "CAP_SYS_CHROOT"),
     (("delete_module", "init_module", "finit_module"), "CAP_SYS_MODULE"),
     (("acct",), "CAP_SYS_PACCT"),
-    (("kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"),
-     "CAP_SYS_PTRACE"),
+    (
+        ("kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"),
+        "CAP_SYS_PTRACE",
+    ),
     (("iopl", "ioperm"), "CAP_SYS_RAWIO"),
     (("settimeofday", "stime", "clock_settime", "clock_settime64"), "CAP_SYS_TIME"),
     (("vhangup",), "CAP_SYS_TTY_CONFIG"),
@@ -113,7 +115,9 @@ def default_profile() -> dict[str, Any]:
             }
         )
     for names, capability in ALLOWED_WITH_CAPABILITY:
-        syscalls.append({"names": list(names), "action": "SCMP_ACT_ALLOW", "includes": {"caps": [capability]}})
+        syscalls.append(
+            {"names": list(names), "action": "SCMP_ACT_ALLOW", "includes": {"caps": [capability]}}
+        )
     syscalls.append(
         {
             "names": ["clone"],
@@ -124,7 +128,12 @@ def default_profile() -> dict[str, Any]:
     )
     # clone3 passes its flags in memory, out of the filter's reach: ENOSYS makes libcs fall back to clone.
     syscalls.append(
-        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38, "excludes": {"caps": ["CAP_SYS_ADMIN"]}}
+        {
+            "names": ["clone3"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": 38,
+            "excludes": {"caps": ["CAP_SYS_ADMIN"]},
+        }
     )
     return {
         "defaultAction": "SCMP_ACT_ERRNO",
@@ -199,8 +208,12 @@ def to_oci(profile: dict[str, Any], capabilities: list[str], machine: str | None
             oci_rule["errnoRet"] = rule["errnoRet"]
         if rule.get("args"):
             oci_rule["args"] = [
-                {"index": a.get("index", 0), "value": a.get("value", 0), "valueTwo": a.get("valueTwo", 0),
-                 "op": a.get("op", "")}
+                {
+                    "index": a.get("index", 0),
+                    "value": a.get("value", 0),
+                    "valueTwo": a.get("valueTwo", 0),
+                    "op": a.get("op", ""),
+                }
                 for a in rule["args"]
             ]
         syscalls.append(oci_rule)

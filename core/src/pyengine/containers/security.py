@@ -14,7 +14,6 @@ Two entry points, one per moment:
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +104,9 @@ def parse_security_opts(options: list[str] | None) -> SecurityOptions:
             raise InvalidArgument(f'invalid --security-opt {number}: "{option}"')
         if key == "no-new-privileges":
             if value.lower() not in ("true", "false", "1", "0"):
-                raise InvalidArgument(f'invalid --security-opt 2: "{option}": no-new-privileges takes true or false')
+                raise InvalidArgument(
+                    f'invalid --security-opt 2: "{option}": no-new-privileges takes true or false'
+                )
             parsed.no_new_privileges = value.lower() in ("true", "1")
         elif key == "seccomp":
             if value != "unconfined":
@@ -127,7 +128,9 @@ def _load_profile(text: str) -> dict[str, Any]:
             "(the docker CLI sends the profile's content; give a path to a JSON file)"
         ) from None
     if not isinstance(profile, dict):
-        raise InvalidArgument("--security-opt seccomp: decoding seccomp profile failed: expected a JSON object")
+        raise InvalidArgument(
+            "--security-opt seccomp: decoding seccomp profile failed: expected a JSON object"
+        )
     return profile
 
 

@@ -81,7 +81,9 @@ def exec_in_container(
     pid is the process's host pid; ``console_fd`` its pty master when ``process.terminal`` is true.
     """
     if os.getpid() != 1 and not sc.is_child_subreaper():
-        raise StartFailed("exec_in_container needs a caller that is a child subreaper (PR_SET_CHILD_SUBREAPER)")
+        raise StartFailed(
+            "exec_in_container needs a caller that is a child subreaper (PR_SET_CHILD_SUBREAPER)"
+        )
     if not (process.get("args") or []):
         raise StartFailed("no command to exec")
     unknown = [ns for ns in namespaces if ns not in _NAMESPACE_FLAGS and ns != "user"]
@@ -98,7 +100,9 @@ def exec_in_container(
     try:
         helper = os.fork()
         if helper == 0:
-            _run_helper(container_pid, set(namespaces), process, seccomp_filter, child_end, (stdin, stdout, stderr))
+            _run_helper(
+                container_pid, set(namespaces), process, seccomp_filter, child_end, (stdin, stdout, stderr)
+            )
     except OSError as exc:
         parent_end.close()
         raise StartFailed(f"cannot fork the exec helper: {sc.error_text(exc.errno)}") from exc
@@ -154,7 +158,9 @@ def _join_namespaces(container_pid: int, namespaces: set[str]) -> None:
             try:
                 sc.setns(fd, sc.CLONE_NEWUSER if kind == "user" else _NAMESPACE_FLAGS[kind])
             except OSError as exc:
-                raise SetupError(f"joining the container's {kind} namespace: {sc.error_text(exc.errno)}") from None
+                raise SetupError(
+                    f"joining the container's {kind} namespace: {sc.error_text(exc.errno)}"
+                ) from None
     finally:
         for _, fd in opened:
             os.close(fd)

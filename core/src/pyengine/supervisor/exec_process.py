@@ -79,8 +79,13 @@ class ExecProcess:
                         stdin, ours["stdin"] = os.pipe()
                         theirs.append(stdin)
                 started = exec_in_container(
-                    container_pid, namespaces, self.process, seccomp_filter,
-                    stdin=stdin, stdout=stdout, stderr=stderr,
+                    container_pid,
+                    namespaces,
+                    self.process,
+                    seccomp_filter,
+                    stdin=stdin,
+                    stdout=stdout,
+                    stderr=stderr,
                 )
             finally:
                 for fd in theirs:
