@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 
 import pytest
 from test_security_defaults import DEFAULT_CAPS, status_fields
@@ -222,3 +224,17 @@ def test_exec_privileged_gets_every_capability(cli, running):
         bounding = status_fields(handle.read())["CapBnd"]  # what this host can grant at all
     status = status_fields(cli("exec", "--privileged", running, "cat", "/proc/self/status").stdout)
     assert status["CapEff"] == bounding
+
+
+def test_exec_large_output_to_a_slow_reader(cli, running):
+    """Far more output than the supervisor buffers for a client: flow control, nothing lost."""
+    command = [*cli.argv, "exec", running, "sh", "-c", "head -c 30000000 /dev/zero; echo end >&2"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli.env) as process:
+        time.sleep(2)  # let the supervisor's buffer for this client fill up
+        total = 0
+        while chunk := process.stdout.read(1 << 16):
+            total += len(chunk)
+        stderr = process.stderr.read()
+        assert process.wait(60) == 0
+    assert total == 30000000
+    assert stderr == b"end\n"

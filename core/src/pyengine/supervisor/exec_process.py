@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 MAX_STDIN_BUFFER = 1 << 20
+# An exec's output has no log to fall back on: past this much unsent to the client, the process's
+# output is no longer read (the process blocks on its pipe) until the client has caught up.
+MAX_PENDING_OUTPUT = 1 << 20
 
 
 class ExecProcess:
@@ -192,10 +195,24 @@ class ExecProcess:
             if self._exited and not self._outputs:
                 self._finish()
             return False
-        if self.conn is not None:
+        conn = self.conn
+        if conn is not None:
             stream = self._outputs[fd]
-            self.conn.send(encode_frame(1 if self.tty else STREAM_NUMBERS[stream], data))
+            conn.send(encode_frame(1 if self.tty else STREAM_NUMBERS[stream], data))
+            if conn.pending > MAX_PENDING_OUTPUT and not self._exited:
+                self._pause_output()
+                return False
         return True
+
+    def _pause_output(self) -> None:
+        for fd in self._outputs:
+            self.reactor.on_readable(fd, None)
+        if self.conn is not None:
+            self.conn.on_drained = self._resume_output
+
+    def _resume_output(self) -> None:
+        for fd in self._outputs:
+            self.reactor.on_readable(fd, lambda fd=fd: self._read_output(fd))
 
     def _close_output(self, fd: int) -> None:
         self._outputs.pop(fd, None)
@@ -249,5 +266,6 @@ class ExecProcess:
 
     def _client_gone(self) -> None:
         self.conn = None
+        self._resume_output()  # nobody to wait for: read and drop
         self._stdin_eof = True
         self._write_stdin()
