@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import socket
+import struct
+import termios
 import weakref
 
 from aiohttp import web
@@ -68,6 +72,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     # with them and then read the raw socket past it.
     service.check_startable(instance)  # a Conflict is still a plain 409 here
     response, client = await hijack(request, multiplexed=not tty)
+    await _until_client_read_headers(request)
     try:
         reader, writer = await service.start(instance, body.get("ConsoleSize"))
     except (StartFailed, Conflict) as exc:
@@ -102,6 +107,31 @@ async def start(request: web.Request) -> web.StreamResponse:
         writer.close()
         client.close()
     return response
+
+
+async def _until_client_read_headers(request: web.Request, timeout: float = 2.0) -> None:
+    """Wait until the client has taken the 101 response out of its socket.
+
+    docker-py reads the response headers through a buffer and then reads the raw socket past it:
+    output that arrived together with the headers would sit in that buffer, lost. On a unix
+    socket, SIOCOUTQ counts what we sent that the peer has not read yet; when it is 0 the headers
+    have been read and the output that follows stays in the socket for the client's next read.
+    """
+    transport = request.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if transport.is_closing():
+            return
+        try:
+            unread = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+        except OSError:
+            return
+        if unread == 0 and transport.get_write_buffer_size() == 0:
+            return
+        await asyncio.sleep(0.001)
 
 
 async def _drain(service: ExecService, instance, reader, writer) -> None:
