@@ -150,6 +150,8 @@ def test_exec_into_stopped_container_is_409(cli, api, busybox):
 def test_exec_api_shapes(api, running):
     status, body = api("POST", f"/containers/{running}/exec", {"Cmd": []})
     assert status == 400
+    status, body = api("POST", f"/containers/{running}/exec", {"Cmd": ["pwd"], "WorkingDir": "tmp"})
+    assert status == 400 and "absolute path" in body["message"]
     status, body = api(
         "POST",
         f"/containers/{running}/exec",

@@ -92,6 +92,11 @@ class ExecService:
             cmd = [cmd]
         if not cmd or not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd) or not cmd[0]:
             raise InvalidArgument("No exec command specified")
+        workdir = body.get("WorkingDir") or ""
+        if workdir and not workdir.startswith("/"):
+            raise InvalidArgument(
+                f"the working directory '{workdir}' is invalid, it needs to be an absolute path"
+            )
         for key in ("Env",):
             value = body.get(key)
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
