@@ -92,6 +92,7 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 def make_app(engine: object) -> web.Application:
     from pyengine.api import build, container_files, containers, images, system, volumes
+    from pyengine.api import exec as exec_routes
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -102,4 +103,5 @@ def make_app(engine: object) -> web.Application:
     volumes.add_routes(app.router)
     build.add_routes(app.router)
     container_files.add_routes(app.router)
+    exec_routes.add_routes(app.router)
     return app

@@ -41,6 +41,9 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--read-only",), "read_only", "bool", "Mount the container's root filesystem as read only"),
     (("--cap-add",), "cap_add", "multi", "Add Linux capabilities"),
     (("--cap-drop",), "cap_drop", "multi", "Drop Linux capabilities"),
+    (("--security-opt",), "security_opt", "multi", "Security Options"),
+    (("--ulimit",), "ulimit", "multi", "Ulimit options"),
+    (("--group-add",), "group_add", "multi", "Add additional groups to join"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
     (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
@@ -84,11 +87,17 @@ class CreateOptions:
     read_only: bool = False
     cap_add: list[str]
     cap_drop: list[str]
+    security_opt: list[str]
+    ulimit: list[str]
+    group_add: list[str]
     memory: str | None = None
     cpus: str | None = None
     console_size: tuple[int, int] | None = None
 
-    _LISTS = ("command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop")
+    _LISTS = (
+        "command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop",
+        "security_opt", "ulimit", "group_add",
+    )
     _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
 
     def __init__(self, image: str, **fields: Any) -> None:
@@ -317,6 +326,57 @@ def parse_restart(text: str) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": retries}
 
 
+_ULIMIT_NAMES = (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+)
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """``nofile=1024[:2048]`` -> ``{"Name": "nofile", "Soft": 1024, "Hard": 2048}`` (docker's units)."""
+    name, sep, limits = text.partition("=")
+    if not sep:
+        raise OptionError(f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit argument: {text}')
+    if name not in _ULIMIT_NAMES:
+        raise OptionError(f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit type: {name}')
+    soft_text, colon, hard_text = limits.partition(":")
+    try:
+        soft = int(soft_text)
+        hard = int(hard_text) if colon else soft
+    except ValueError:
+        raise OptionError(
+            f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit value: {limits}'
+        ) from None
+    if soft > hard:
+        raise OptionError(
+            f'invalid argument "{text}" for "--ulimit" flag: '
+            f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )
+    return {"Name": name, "Hard": hard, "Soft": soft}
+
+
+def parse_security_opt(text: str) -> str:
+    """As the docker CLI: ``seccomp=PATH`` is sent as ``seccomp=<the file's JSON>``."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        key, sep, value = text.partition(":")
+    if key != "seccomp" or not sep or value == "unconfined":
+        return text
+    try:
+        with open(value, "rb") as handle:
+            content = handle.read()
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise OptionError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") from None
+    try:
+        import json
+
+        compact = json.dumps(json.loads(content), separators=(",", ":"))
+    except ValueError as exc:
+        raise OptionError(f"compacting json for seccomp profile ({value}) failed: {exc}") from None
+    return f"seccomp={compact}"
+
+
 def build_create_request(
     opts: CreateOptions, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -401,6 +461,12 @@ def build_create_request(
         host_config["CapAdd"] = list(opts.cap_add)
     if opts.cap_drop:
         host_config["CapDrop"] = list(opts.cap_drop)
+    if opts.security_opt:
+        host_config["SecurityOpt"] = [parse_security_opt(item) for item in opts.security_opt]
+    if opts.ulimit:
+        host_config["Ulimits"] = [parse_ulimit(item) for item in opts.ulimit]
+    if opts.group_add:
+        host_config["GroupAdd"] = list(opts.group_add)
     if opts.memory:
         host_config["Memory"] = parse_memory(opts.memory)
     if opts.cpus:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import files, spec
+from pyengine.containers import files, security, spec
 from pyengine.containers.naming import ContainerIndex
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import (
@@ -142,6 +142,7 @@ class ContainerService:
             self._check_name_free(name)
         if not request.Image:
             raise InvalidArgument("Config.Image is required")
+        security.check_host_config(request.HostConfig)
         image = await asyncio.to_thread(self.images.resolve, request.Image)
         image_config = image.config.config
         if request.Entrypoint is not None:
@@ -295,7 +296,7 @@ class ContainerService:
         self.hooks.call("pyengine_container_post_start", container=container)
 
     def _write_bundle(self, container: Container) -> dict[str, Any]:
-        from pyengine.runtime.users import resolve_user
+        from pyengine.runtime.users import resolve_groups, resolve_user
 
         rootfs = self.driver.mount(container.Id)
         volumes_mounted = False
@@ -327,6 +328,8 @@ class ContainerService:
                 privileged=hc.Privileged,
                 extra_mounts=extra_mounts,
             )
+            extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
+            security.apply_to_spec(bundle, hc, extra_gids)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle
