@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import files, spec
+from pyengine.containers import control, files, resources, spec
 from pyengine.containers.naming import ContainerIndex
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import (
@@ -139,6 +139,8 @@ class ContainerService:
             raise InvalidArgument("No command specified")
         if request.Entrypoint == [""] and cmd:
             argv = list(cmd)
+        resources.adapt(request.HostConfig)
+        resources.validate(request.HostConfig)
         self.hooks.call("pyengine_container_pre_create", request=request, image=image)
 
         container_id = ids.new_id()
@@ -300,6 +302,7 @@ class ContainerService:
                 shm_size=hc.ShmSize,
                 privileged=hc.Privileged,
             )
+            control.add_to_bundle(bundle, container)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle
@@ -334,8 +337,8 @@ class ContainerService:
             container.State.move_to(ContainerStatus.EXITED)
             container.State.ExitCode = exit_code
             container.State.Pid = 0
-            container.State.OOMKilled = oom
             container.State.FinishedAt = finished_at or now_rfc3339()
+            container.State.OOMKilled = await asyncio.to_thread(control.release_cgroup, container) or oom
             await asyncio.to_thread(self._unmount_rootfs, container)
             self.save(container)
             event = self._exited.pop(container.Id, None)
@@ -388,6 +391,8 @@ class ContainerService:
         if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
             container.ManualStop = True
         await self.supervisor.signal(id=container.Id, signal=number)
+        if number == signals.SIGKILL:
+            await control.thaw_for_exit(self, container)
         self.hooks.call(
             "pyengine_container_post_event",
             container=container,
@@ -411,6 +416,7 @@ class ContainerService:
             await self.supervisor.signal(id=container.Id, signal=stop_signal)
         except Conflict:
             pass  # it ended meanwhile
+        await control.thaw_for_exit(self, container)
         if timeout < 0:
             await exited.wait()
         else:
@@ -445,6 +451,7 @@ class ContainerService:
                 )
             exited = self._exited.get(container.Id)
             await _quietly(self.supervisor.signal(id=container.Id, signal=signals.SIGKILL))
+            await control.thaw_for_exit(self, container)
             if exited is not None:
                 try:
                     await asyncio.wait_for(exited.wait(), timeout=30)
@@ -457,6 +464,7 @@ class ContainerService:
             if container.State.Status != ContainerStatus.REMOVING:
                 container.State.Status = ContainerStatus.REMOVING
             await _quietly(self.supervisor.delete(id=container.Id))
+            await asyncio.to_thread(control.release_cgroup, container)
             await asyncio.to_thread(self._unmount_rootfs, container)
             await asyncio.to_thread(self._release_filesystem, container)
             with self.db.transaction() as cur:
@@ -505,6 +513,7 @@ class ContainerService:
         container.State.ExitCode = exit_code
         container.State.Pid = 0
         container.State.FinishedAt = finished_at or now_rfc3339()
+        container.State.OOMKilled = control.release_cgroup(container)
         self._unmount_rootfs(container)
         self.save(container)
 

@@ -80,6 +80,20 @@ class HostConfigSpec(DockerModel):
     ShmSize: int = 0
     Tmpfs: dict[str, str] | None = None
     SecurityOpt: list[str] | None = None
+    # Resources (cgroups): 0 / "" / None mean "not set", as in Docker's inspect output.
+    Memory: int = 0
+    MemorySwap: int = 0
+    MemoryReservation: int = 0
+    MemorySwappiness: int | None = None
+    NanoCpus: int = 0
+    CpuShares: int = 0
+    CpuPeriod: int = 0
+    CpuQuota: int = 0
+    CpusetCpus: str = ""
+    CpusetMems: str = ""
+    PidsLimit: int | None = None
+    BlkioWeight: int = 0
+    OomKillDisable: bool | None = None
 
 
 class ContainerCreateRequest(ContainerConfig):
