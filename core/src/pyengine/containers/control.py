@@ -14,7 +14,7 @@ import subprocess
 from typing import Any
 
 from pyengine.containers import resources
-from pyengine.errors import Conflict, InvalidArgument
+from pyengine.errors import Conflict, InvalidArgument, StartFailed
 from pyengine.model.base import ZERO_TIME, now_rfc3339
 from pyengine.model.container import Container, ContainerStatus
 from pyengine.runtime import cgroups
@@ -26,11 +26,35 @@ def cgroup_path(container: Container) -> str:
     return cgroups.container_path(container.Id)
 
 
+INIT_PATH = "/sbin/docker-init"
+#: Where --init finds its reaping PID 1: Debian's static tini first (it needs no libraries from the
+#: image), then a docker-init of an installed Docker.
+INIT_CANDIDATES = ("/usr/bin/tini-static", "/usr/bin/docker-init", "/usr/libexec/docker/docker-init")
+
+
+def find_init_binary() -> str | None:
+    for candidate in INIT_CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def add_to_bundle(bundle: dict[str, Any], container: Container) -> None:
-    """Put the container's cgroup (path and resources) into its OCI config.json."""
+    """Put the container's cgroup (path and resources) into its OCI config.json, and with --init,
+    a static tini bound read-only at /sbin/docker-init in front of the command, as Docker does."""
     linux = bundle.setdefault("linux", {})
     linux["cgroupsPath"] = cgroup_path(container)
     linux["resources"] = resources.oci_resources(container.HostConfig)
+    if container.HostConfig.Init:
+        binary = find_init_binary()
+        if binary is None:
+            raise StartFailed(
+                "--init needs a static init binary: install Debian's tini package (/usr/bin/tini-static)"
+            )
+        bundle.setdefault("mounts", []).append(
+            {"destination": INIT_PATH, "type": "bind", "source": binary, "options": ["bind", "ro", "nosuid"]}
+        )
+        bundle["process"]["args"] = [INIT_PATH, "--", *bundle["process"]["args"]]
 
 
 def release_cgroup(container: Container) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from pyengine import ids
 from pyengine.containers import control, files, resources, spec
 from pyengine.containers.naming import ContainerIndex
+from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import (
     AlreadyExists,
@@ -95,6 +96,7 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, asyncio.Future]]] = defaultdict(list)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._exited: dict[str, asyncio.Event] = {}
+        self.restarts = RestartManager(self)
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -344,7 +346,11 @@ class ContainerService:
             event = self._exited.pop(container.Id, None)
             if event:
                 event.set()
+            restarting = self.restarts.schedule(container, exit_code)
         self.hooks.call("pyengine_container_post_exit", container=container, exit_code=exit_code)
+        if restarting:  # still "running" for wait, as Docker's
+            self._resolve_waiters(container, ("next-exit",))
+            return
         self._resolve_waiters(container, ("next-exit", "not-running"))
         if container.HostConfig.AutoRemove:
             await self._auto_remove(container)
@@ -386,6 +392,8 @@ class ContainerService:
     # ---- signals ------------------------------------------------------------------------------
     async def kill(self, container: Container, signal: str | int | None = None) -> None:
         number = parse_signal(signal)
+        if await self.restarts.cancel(container):
+            return
         if not container.State.running:
             raise Conflict(f"Cannot kill container: {container.Id}: Container {container.Id} is not running")
         if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
@@ -401,6 +409,9 @@ class ContainerService:
         )
 
     async def stop(self, container: Container, timeout: int | None = None) -> None:
+        if await self.restarts.cancel(container):
+            self.hooks.call("pyengine_container_post_event", container=container, action="stop", attributes={})
+            return
         if not container.State.running:
             raise NotModified("container already stopped")
         if timeout is None:
@@ -443,6 +454,8 @@ class ContainerService:
 
     # ---- remove -------------------------------------------------------------------------------
     async def remove(self, container: Container, *, force: bool = False) -> None:
+        if force:
+            await self.restarts.cancel(container)
         if container.State.running:
             if not force:
                 raise Conflict(
@@ -470,6 +483,7 @@ class ContainerService:
             with self.db.transaction() as cur:
                 cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))
             self.index.remove(container)
+        self.restarts.forget(container.Id)
         self._locks.pop(container.Id, None)
         self.hooks.call("pyengine_container_post_remove", container=container)
         self._resolve_waiters(container, ("removed", "next-exit", "not-running"))
@@ -483,6 +497,7 @@ class ContainerService:
         restarted, or the host rebooted) are registered again so that they can be started.
         """
         known = {item["id"]: item for item in await self.supervisor.list()}
+        found_dead = []
         for container in self.index.all():
             state = known.get(container.Id)
             if state is None:
@@ -496,6 +511,7 @@ class ContainerService:
                 )
                 if container.State.running:
                     self._mark_lost(container, 255, "")
+                    found_dead.append(container)
             elif state.get("status") == "running":
                 if not container.State.running:
                     container.State = ContainerState(Status=ContainerStatus.RUNNING)
@@ -505,8 +521,10 @@ class ContainerService:
             elif container.State.running:
                 code = state.get("exit_code")
                 self._mark_lost(container, 255 if code is None else int(code), state.get("finished_at") or "")
+                found_dead.append(container)
                 if container.HostConfig.AutoRemove:
                     await self._auto_remove(container)
+        await self.restarts.after_daemon_start([c for c in found_dead if self.index.by_id(c.Id) is not None])
 
     def _mark_lost(self, container: Container, exit_code: int, finished_at: str) -> None:
         container.State.Status = ContainerStatus.EXITED

@@ -151,7 +151,8 @@ class ContainerState(DockerModel):
     def docker_json(self) -> dict[str, Any]:
         return {
             "Status": self.Status.value,
-            "Running": self.Status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED),
+            # Docker's restarting container is Running and Restarting at once.
+            "Running": self.running,
             "Paused": self.Status == ContainerStatus.PAUSED,
             "Restarting": self.Status == ContainerStatus.RESTARTING,
             "OOMKilled": self.OOMKilled,
