@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import control, files, resources, spec
+from pyengine.containers import control, files, health, resources, spec
 from pyengine.containers.naming import ContainerIndex
 from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
@@ -143,6 +143,8 @@ class ContainerService:
             argv = list(cmd)
         resources.adapt(request.HostConfig)
         resources.validate(request.HostConfig)
+        healthcheck = health.merge(image_config.Healthcheck, request.Healthcheck)
+        health.validate(healthcheck)
         self.hooks.call("pyengine_container_pre_create", request=request, image=image)
 
         container_id = ids.new_id()
@@ -157,6 +159,7 @@ class ContainerService:
         config.User = config.User or image_config.User
         config.Labels = {**(image_config.Labels or {}), **(request.Labels or {})}
         config.StopSignal = config.StopSignal or image_config.StopSignal
+        config.Healthcheck = healthcheck
         config.ExposedPorts = {**(image_config.ExposedPorts or {}), **(request.ExposedPorts or {})} or None
         directory = self.containers_dir / container_id
         container = Container(

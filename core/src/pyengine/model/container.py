@@ -137,6 +137,7 @@ class ContainerState(DockerModel):
     OOMKilled: bool = False
     StartedAt: str = ZERO_TIME
     FinishedAt: str = ZERO_TIME
+    Health: dict[str, Any] | None = None  # {Status, FailingStreak, Log}: containers with a health check
 
     @property
     def running(self) -> bool:
@@ -162,6 +163,7 @@ class ContainerState(DockerModel):
             "Error": self.Error,
             "StartedAt": self.StartedAt,
             "FinishedAt": self.FinishedAt,
+            **({"Health": self.Health} if self.Health is not None else {}),
         }
 
 
