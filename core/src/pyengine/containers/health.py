@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pyengine.errors import EngineError, InvalidArgument
+from pyengine.errors import EngineError, InvalidArgument, NotSupported
 from pyengine.hookspecs import hookimpl
 from pyengine.model.base import now_rfc3339
 from pyengine.model.container import Container, ContainerStatus
@@ -73,6 +73,37 @@ def command(check: dict[str, Any] | None) -> list[str] | None:
     if test[0] == "CMD":
         return list(test[1:]) or None
     return list(test)  # a bare command: Docker treats it as CMD-SHELL-less argv
+
+
+def exec_probe(containers: Any, supervisor: Any) -> Probe:
+    """A probe that runs the check as an exec in the container (what Docker does), output captured."""
+    service = None
+
+    async def probe(container: Container, argv: list[str], timeout: float) -> tuple[int, str]:
+        nonlocal service
+        if service is None:
+            try:
+                from pyengine.containers.exec import ExecService
+            except ImportError:
+                raise NotSupported("health checks run through exec, which this build lacks") from None
+            service = ExecService(containers, supervisor)
+        instance = service.create(container, {"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
+        reader, writer = await service.start(instance)
+        output = bytearray()
+
+        async def deliver(stream: int, payload: bytes) -> bool:
+            if len(output) < MAX_OUTPUT:
+                output.extend(payload[: MAX_OUTPUT - len(output)])
+            return True
+
+        try:
+            writer.write_eof()
+            await service.pump(instance, reader, deliver)
+        finally:
+            writer.close()
+        return int(instance.exit_code if instance.exit_code is not None else -1), output.decode(errors="replace")
+
+    return probe
 
 
 class HealthMonitor:

@@ -53,6 +53,10 @@ class Engine:
             hooks=self.hooks,
             containers_dir=config.containers_dir,
         )
+        from pyengine.containers.health import HealthMonitor, exec_probe
+
+        self.health = HealthMonitor(self.containers, exec_probe(self.containers, self.supervisor))
+        self.hooks.register(self.health, name="health")
 
     def ensure_supervisor(self) -> int:
         """Start the supervisor if none answers on its socket (it outlives the daemon)."""
