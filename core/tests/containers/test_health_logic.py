@@ -109,3 +109,14 @@ def test_command_merge_and_validate():
         health.validate({"Test": ["CMD", "x"], "Interval": 10})
     with pytest.raises(InvalidArgument, match="--health-retries"):
         health.validate({"Retries": -1})
+
+
+def test_healthcheck_instruction_for_import_change():
+    assert health.parse_instruction("--interval=1s --retries=2 CMD test -f /ok") == {
+        "Test": ["CMD-SHELL", "test -f /ok"], "Interval": 1_000_000_000, "Retries": 2}
+    assert health.parse_instruction('CMD ["true", "x"]') == {"Test": ["CMD", "true", "x"]}
+    assert health.parse_instruction("NONE") == {"Test": ["NONE"]}
+    assert health.parse_duration("1m30s") == 90_000_000_000
+    for bad in ("--interval=1x CMD true", "CMD", "--bogus=1 CMD true", "NONE true"):
+        with pytest.raises(InvalidArgument):
+            health.parse_instruction(bad)

@@ -106,6 +106,57 @@ def exec_probe(containers: Any, supervisor: Any) -> Probe:
     return probe
 
 
+_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NANOS, "m": 60 * NANOS, "h": 3600 * NANOS}
+
+
+def parse_duration(text: str) -> int:
+    """Go's time.ParseDuration for the usual forms (``30s``, ``1m30s``, ``500ms``) -> nanoseconds."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)", text)
+    if text in ("0",):
+        return 0
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise InvalidArgument(f"time: invalid duration {text!r}")
+    return int(sum(float(number) * _UNITS[unit] for number, unit in parts))
+
+
+def parse_instruction(args: str) -> dict[str, Any]:
+    """A Dockerfile ``HEALTHCHECK`` line's arguments (for ``import/commit --change``) -> Healthcheck."""
+    import json
+    import shlex
+
+    words = args.strip().split(None, 1)
+    check: dict[str, Any] = {}
+    options = {"--interval": "Interval", "--timeout": "Timeout", "--start-period": "StartPeriod",
+               "--start-interval": "StartInterval", "--retries": "Retries"}
+    while words and words[0].startswith("--"):
+        name, _, value = words[0].partition("=")
+        if name not in options or not value:
+            raise InvalidArgument(f"HEALTHCHECK: unknown or empty flag {words[0]!r}")
+        check[options[name]] = int(value) if name == "--retries" else parse_duration(value)
+        words = words[1].split(None, 1) if len(words) > 1 else []
+    if not words:
+        raise InvalidArgument("HEALTHCHECK needs CMD or NONE")
+    kind = words[0].upper()
+    rest = words[1] if len(words) > 1 else ""
+    if kind == "NONE":
+        if check or rest:
+            raise InvalidArgument("HEALTHCHECK NONE takes no other arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD" or not rest.strip():
+        raise InvalidArgument("HEALTHCHECK needs CMD followed by a command, or NONE")
+    if rest.strip().startswith("["):
+        try:
+            argv = json.loads(rest)
+        except ValueError:
+            argv = None
+        if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+            return {"Test": ["CMD", *argv], **check}
+    shlex.split(rest)  # unbalanced quotes are an error, as in a Dockerfile
+    return {"Test": ["CMD-SHELL", rest.strip()], **check}
+
+
 class HealthMonitor:
     """Runs the checks of every running container that has one."""
 
