@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
 command -v docker >/dev/null || need_packages+=(docker.io)
+[ -x /usr/bin/tini-static ] && command -v ps >/dev/null || need_packages+=(tini procps)  # --init, top
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 if ((${#need_packages[@]})); then
     apt-get update -qq
