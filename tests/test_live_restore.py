@@ -17,24 +17,26 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PYENGINE, Runner
-from conftest import TestDaemon as Daemon
 
 from pyengine.runtime import cgroups
 from pyengine.testing.daemon import supervisor_pid_file, teardown_pyengine
 
 
 @pytest.fixture(scope="module")
-def own(busybox_tar):
-    """(daemon, cli) of a daemon only this module uses, with busybox imported."""
+def own(daemon, cli, busybox_tar):
+    """(daemon, cli) of a daemon only this module uses, with busybox imported.
+
+    Built with the classes of the session's ``daemon`` and ``cli`` fixtures (conftest's TestDaemon
+    and Runner), which a test module cannot import by name.
+    """
     base_dir = tempfile.mkdtemp(prefix="pye-lr-", dir="/tmp")
-    instance = Daemon(base_dir)
+    instance = type(daemon)(base_dir)
     try:
         instance.start()
-        cli = Runner([*PYENGINE, "-H", instance.host], {**os.environ, "PYENGINE_HOST": instance.host})
-        result = cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+        own_cli = type(cli)([*cli.argv[:-2], "-H", instance.host], {**os.environ, "PYENGINE_HOST": instance.host})
+        result = own_cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
         assert result.returncode == 0, result.stderr
-        yield instance, cli
+        yield instance, own_cli
     finally:
         containers = Path(instance.data_root, "containers")
         ids = os.listdir(containers) if containers.exists() else []
@@ -60,7 +62,7 @@ def _inspect(cli, name: str) -> dict:
     return json.loads(result.stdout)[0]
 
 
-def _stop_daemon(daemon: Daemon) -> None:
+def _stop_daemon(daemon) -> None:
     daemon.process.send_signal(signal.SIGKILL)
     daemon.process.wait(30)
 

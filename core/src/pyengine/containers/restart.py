@@ -46,6 +46,11 @@ class RestartManager:
         self.service = service
         self._delays: dict[str, float] = {}
         self._pending: dict[str, asyncio.Task] = {}
+        self._starting: set[str] = set()
+
+    def starting(self, container_id: str) -> bool:
+        """Whether a restart is between "exited" and its start (a waiter must not take it as the end)."""
+        return container_id in self._starting
 
     def next_delay(self, container: Container) -> float:
         ran_for = parse_rfc3339(container.State.FinishedAt or now_rfc3339()) - parse_rfc3339(
@@ -85,15 +90,20 @@ class RestartManager:
             return
         container.RestartCount += 1
         container.State.move_to(ContainerStatus.EXITED)  # start() starts exited containers
+        self._starting.add(container.Id)
         try:
             await self.service.start(container)
         except EngineError as exc:
             # start() recorded the failure as an exit: the policy decides again, like after any exit.
             log.warning("restarting %s failed: %s", container.Id, exc)
             async with self.service._locks[container.Id]:
-                if container.State.Status == ContainerStatus.EXITED:
-                    self.schedule(container, container.State.ExitCode)
+                if container.State.Status == ContainerStatus.EXITED and not self.schedule(
+                    container, container.State.ExitCode
+                ):
+                    self.service._resolve_waiters(container, ("not-running",))
             return
+        finally:
+            self._starting.discard(container.Id)
         self.service.hooks.call(
             "pyengine_container_post_event", container=container, action="restart", attributes={}
         )

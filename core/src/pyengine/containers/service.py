@@ -339,12 +339,14 @@ class ContainerService:
                 ContainerStatus.RESTARTING,
             ):
                 return
+            # Kernel work first: no await may separate "exited" from a restart policy's "restarting".
+            oom = await asyncio.to_thread(control.release_cgroup, container) or oom
+            await asyncio.to_thread(self._unmount_rootfs, container)
             container.State.move_to(ContainerStatus.EXITED)
             container.State.ExitCode = exit_code
             container.State.Pid = 0
             container.State.FinishedAt = finished_at or now_rfc3339()
-            container.State.OOMKilled = await asyncio.to_thread(control.release_cgroup, container) or oom
-            await asyncio.to_thread(self._unmount_rootfs, container)
+            container.State.OOMKilled = oom
             self.save(container)
             event = self._exited.pop(container.Id, None)
             if event:
@@ -372,7 +374,11 @@ class ContainerService:
         if condition not in WAIT_CONDITIONS:
             raise InvalidArgument(f"invalid condition: {condition!r}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        if condition == "not-running" and not container.State.running:
+        if (
+            condition == "not-running"
+            and not container.State.running
+            and not self.restarts.starting(container.Id)
+        ):
             future.set_result((container.State.ExitCode, None))
         else:
             self._waiters[container.Id].append((condition, future))
