@@ -105,7 +105,10 @@ class Engine:
         containers = self.containers.all()
         running = sum(1 for c in containers if c.State.Status.value == "running")
         paused = sum(1 for c in containers if c.State.Status.value == "paused")
-        cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+        from pyengine.runtime import cgroups
+
+        cgroup_version = str(cgroups.host().version)
+        limits = cgroups.supported_limits()
         return {
             "ID": self.id,
             "Containers": len(containers),
@@ -116,21 +119,21 @@ class Engine:
             "Driver": self.storage_name,
             "DriverStatus": [list(pair) for pair in self.storage.status()],
             "Plugins": {"Volume": [], "Network": ["none"], "Authorization": None, "Log": ["json-file"]},
-            "MemoryLimit": False,
-            "SwapLimit": False,
+            "MemoryLimit": limits["memory"],
+            "SwapLimit": limits["swap"],
             "KernelMemory": False,
             "KernelMemoryTCP": False,
-            "CpuCfsPeriod": False,
-            "CpuCfsQuota": False,
-            "CPUShares": False,
-            "CPUSet": False,
-            "PidsLimit": False,
+            "CpuCfsPeriod": limits["cpu_cfs"],
+            "CpuCfsQuota": limits["cpu_cfs"],
+            "CPUShares": limits["cpu_shares"],
+            "CPUSet": limits["cpuset"],
+            "PidsLimit": limits["pids"],
             "IPv4Forwarding": True,
             "BridgeNfIptables": False,
             "BridgeNfIp6tables": False,
             "Debug": self.config.debug,
             "NFd": _count_fds(),
-            "OomKillDisable": False,
+            "OomKillDisable": limits["memory"] and cgroup_version == "1",
             "NGoroutines": 0,
             "SystemTime": _now_rfc3339(),
             "LoggingDriver": "json-file",

@@ -123,3 +123,35 @@ def exists(path: str) -> bool:
 def raw_stats(path: str) -> dict:
     """Counters in Docker's stats shape (cpu_stats, memory_stats, pids_stats, blkio_stats)."""
     return host().stats(path)
+
+
+def supported_limits() -> dict[str, bool]:
+    """Which limits this host can apply (``docker info``'s MemoryLimit, SwapLimit, ... flags)."""
+    hierarchy = host()
+    if isinstance(hierarchy, CgroupV2):
+        controllers = set(_read_words(os.path.join(hierarchy.root, "cgroup.controllers")))
+        return {
+            "memory": "memory" in controllers,
+            "swap": "memory" in controllers,
+            "cpu_cfs": "cpu" in controllers,
+            "cpu_shares": "cpu" in controllers,
+            "cpuset": "cpuset" in controllers,
+            "pids": "pids" in controllers,
+        }
+    mounts = hierarchy.mounts
+    return {
+        "memory": "memory" in mounts,
+        "swap": "memory" in mounts and os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes")),
+        "cpu_cfs": "cpu" in mounts and os.path.exists(os.path.join(mounts["cpu"], "cpu.cfs_quota_us")),
+        "cpu_shares": "cpu" in mounts,
+        "cpuset": "cpuset" in mounts,
+        "pids": "pids" in mounts,
+    }
+
+
+def _read_words(path: str) -> list[str]:
+    try:
+        with open(path) as file:
+            return file.read().split()
+    except OSError:
+        return []
