@@ -187,3 +187,14 @@ def test_stop_signal_stop_timeout_kill_s_rename_wait(cli, busybox):
         assert cli("inspect", "rs-sig").returncode != 0
     finally:
         cli("rm", "-f", "rs-sig", "rs-renamed")
+
+
+def test_bad_restart_policies_are_400(api, busybox):
+    for host_config, wanted in (
+        ({"RestartPolicy": {"Name": "sometimes"}}, "unknown policy 'sometimes'"),
+        ({"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": -1}}, "cannot be negative"),
+        ({"RestartPolicy": {"Name": "always", "MaximumRetryCount": 2}}, "only be used with 'on-failure'"),
+        ({"RestartPolicy": {"Name": "always"}, "AutoRemove": True}, "--restart and --rm"),
+    ):
+        status, body = api("POST", "/containers/create", {"Image": busybox, "HostConfig": host_config})
+        assert status == 400 and wanted in body["message"], (host_config, body)

@@ -102,6 +102,9 @@ def validate(hc: HostConfigSpec) -> None:
             )
     if hc.BlkioWeight and not 10 <= hc.BlkioWeight <= 1000:
         raise _refuse("Range of blkio weight is from 10 to 1000", "--blkio-weight")
+    from pyengine.containers.restart import validate_policy
+
+    validate_policy(hc)
 
 
 def oci_resources(hc: HostConfigSpec, *, with_devices: bool = True) -> dict[str, Any]:

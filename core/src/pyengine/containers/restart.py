@@ -16,7 +16,7 @@ import asyncio
 import logging
 from typing import Any
 
-from pyengine.errors import EngineError
+from pyengine.errors import EngineError, InvalidArgument
 from pyengine.model.base import now_rfc3339, parse_rfc3339
 from pyengine.model.container import Container, ContainerStatus
 
@@ -25,6 +25,23 @@ log = logging.getLogger(__name__)
 FIRST_DELAY = 0.1
 MAX_DELAY = 60.0
 RESET_AFTER = 10.0
+
+
+POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+
+def validate_policy(host_config: Any) -> None:
+    """Docker's checks of HostConfig.RestartPolicy (at create and update): 400 with its messages."""
+    policy = host_config.RestartPolicy
+    if policy.Name not in POLICIES:
+        raise InvalidArgument(f"invalid restart policy: unknown policy '{policy.Name}'; use one of "
+                              "'no', 'always', 'unless-stopped', or 'on-failure'")
+    if policy.MaximumRetryCount < 0:
+        raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+    if policy.MaximumRetryCount and policy.Name != "on-failure":
+        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if host_config.AutoRemove and policy.Name not in ("", "no"):
+        raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
 
 
 def should_restart(container: Container, exit_code: int, *, at_daemon_start: bool = False) -> bool:
