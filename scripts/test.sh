@@ -10,6 +10,7 @@ busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 
 command -v docker >/dev/null || need_packages+=(docker.io)
 command -v skopeo >/dev/null || need_packages+=(skopeo)
 command -v mkfs.btrfs >/dev/null || need_packages+=(btrfs-progs)
+[ -x /usr/bin/tini-static ] && command -v ps >/dev/null || need_packages+=(tini procps)  # --init, top
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 if ((${#need_packages[@]})); then
     apt-get update -qq

@@ -46,7 +46,31 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--group-add",), "group_add", "multi", "Add additional groups to join"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
+    (("--memory-swap",), "memory_swap", "value", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    (("--memory-reservation",), "memory_reservation", "value", "Memory soft limit"),
+    (("-c", "--cpu-shares"), "cpu_shares", "int", "CPU shares (relative weight)"),
+    (("--cpu-period",), "cpu_period", "int", "Limit CPU CFS (Completely Fair Scheduler) period"),
+    (("--cpu-quota",), "cpu_quota", "int", "Limit CPU CFS (Completely Fair Scheduler) quota"),
+    (("--cpuset-cpus",), "cpuset_cpus", "value", "CPUs in which to allow execution (0-3, 0,1)"),
+    (("--cpuset-mems",), "cpuset_mems", "value", "MEMs in which to allow execution (0-3, 0,1)"),
+    (("--pids-limit",), "pids_limit", "int", "Tune container pids limit (set -1 for unlimited)"),
+    (("--blkio-weight",), "blkio_weight", "int", "Block IO (relative weight), between 10 and 1000, or 0 to disable"),
+    (("--oom-kill-disable",), "oom_kill_disable", "bool", "Disable OOM Killer"),
+    (("--init",), "init", "bool", "Run an init inside the container that forwards signals and reaps processes"),
+    (("--health-cmd",), "health_cmd", "value", "Command to run to check health"),
+    (("--health-interval",), "health_interval", "value", "Time between running the check (ms|s|m|h)"),
+    (("--health-timeout",), "health_timeout", "value", "Maximum time to allow one check to run (ms|s|m|h)"),
+    (("--health-retries",), "health_retries", "int", "Consecutive failures needed to report unhealthy"),
+    (("--health-start-period",), "health_start_period", "value", "Start period for the container to initialize before counting retries (ms|s|m|h)"),
+    (("--no-healthcheck",), "no_healthcheck", "bool", "Disable any container-specified HEALTHCHECK"),
     (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
+)
+
+# The dests above that options_from() passes through as they are (cgroup, init and health flags).
+LIMIT_AND_HEALTH_DESTS = (
+    "memory_swap", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus",
+    "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "init", "health_cmd",
+    "health_interval", "health_timeout", "health_retries", "health_start_period", "no_healthcheck",
 )
 
 
@@ -92,6 +116,23 @@ class CreateOptions:
     group_add: list[str]
     memory: str | None = None
     cpus: str | None = None
+    memory_swap: str | None = None
+    memory_reservation: str | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+    oom_kill_disable: bool = False
+    init: bool = False
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    no_healthcheck: bool = False
     console_size: tuple[int, int] | None = None
 
     _LISTS = (
@@ -474,6 +515,10 @@ def build_create_request(
             host_config["NanoCpus"] = int(round(float(opts.cpus) * 1e9))
         except ValueError:
             raise OptionError(f'invalid argument "{opts.cpus}" for "--cpus" flag') from None
+    _add_limits(opts, host_config)
+    healthcheck = _healthcheck(opts)
+    if healthcheck is not None:
+        body["Healthcheck"] = healthcheck
     if opts.stop_signal:
         body["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:
@@ -482,6 +527,87 @@ def build_create_request(
         del body["ExposedPorts"]
     query = {"name": opts.name} if opts.name else {}
     return query, body
+
+
+def _add_limits(opts: CreateOptions, host_config: dict[str, Any]) -> None:
+    """The cgroup flags, as docker's CLI sends them (memory-swap -1: unlimited)."""
+    if opts.memory_swap:
+        host_config["MemorySwap"] = -1 if opts.memory_swap.strip() == "-1" else parse_memory(opts.memory_swap)
+    if opts.memory_reservation:
+        host_config["MemoryReservation"] = parse_memory(opts.memory_reservation)
+    for value, key in (
+        (opts.cpu_shares, "CpuShares"),
+        (opts.cpu_period, "CpuPeriod"),
+        (opts.cpu_quota, "CpuQuota"),
+        (opts.pids_limit, "PidsLimit"),
+        (opts.blkio_weight, "BlkioWeight"),
+    ):
+        if value is not None:
+            host_config[key] = value
+    if opts.cpuset_cpus:
+        host_config["CpusetCpus"] = opts.cpuset_cpus
+    if opts.cpuset_mems:
+        host_config["CpusetMems"] = opts.cpuset_mems
+    if opts.oom_kill_disable:
+        host_config["OomKillDisable"] = True
+    if opts.init:
+        host_config["Init"] = True
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's time.ParseDuration for the forms users type (``1s``, ``500ms``, ``1m30s``) -> nanoseconds."""
+    rest, total = text.strip(), 0
+    if rest == "0":
+        return 0
+    if not rest:
+        raise OptionError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+    while rest:
+        number = ""
+        while rest and (rest[0].isdigit() or rest[0] == "."):
+            number, rest = number + rest[0], rest[1:]
+        unit = ""
+        while rest and not (rest[0].isdigit() or rest[0] == "."):
+            unit, rest = unit + rest[0], rest[1:]
+        if not number or unit not in _DURATION_UNITS:
+            raise OptionError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+        total += int(float(number) * _DURATION_UNITS[unit])
+    return total
+
+
+def _healthcheck(opts: CreateOptions) -> dict[str, Any] | None:
+    """Config.Healthcheck from the --health-* flags (None: keep the image's)."""
+    given = any(
+        v is not None
+        for v in (opts.health_cmd, opts.health_interval, opts.health_timeout, opts.health_retries,
+                  opts.health_start_period)
+    )
+    if opts.no_healthcheck:
+        if given:
+            raise OptionError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    check: dict[str, Any] = {}
+    if opts.health_cmd:
+        check["Test"] = ["CMD-SHELL", opts.health_cmd]
+    for value, key, flag in (
+        (opts.health_interval, "Interval", "--health-interval"),
+        (opts.health_timeout, "Timeout", "--health-timeout"),
+        (opts.health_start_period, "StartPeriod", "--health-start-period"),
+    ):
+        if value is not None:
+            nanos = parse_duration(value, flag)
+            if nanos < 0:
+                raise OptionError(f"{flag} cannot be negative")
+            check[key] = nanos
+    if opts.health_retries is not None:
+        if opts.health_retries < 0:
+            raise OptionError("--health-retries cannot be negative")
+        check["Retries"] = opts.health_retries
+    return check
 
 
 def start_failure_status(message: str) -> int:

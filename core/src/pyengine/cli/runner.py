@@ -17,6 +17,7 @@ from pyengine.cli.create_options import (
     build_create_request,
     start_failure_status,
 )
+from pyengine.cli.create_options import LIMIT_AND_HEALTH_DESTS
 from pyengine.cli.session import CommandError
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
@@ -65,6 +66,7 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         memory=params["memory"],
         cpus=params["cpus"],
         console_size=console_size,
+        **{dest: params[dest] for dest in LIMIT_AND_HEALTH_DESTS},
     )
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import files, security, spec
+from pyengine.containers import control, files, health, resources, security, spec
 from pyengine.containers.naming import ContainerIndex
+from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import (
     AlreadyExists,
@@ -101,6 +102,7 @@ class ContainerService:
         self.volumes = volumes
         if volumes is not None:
             volumes.container_users = self.volume_users
+        self.restarts = RestartManager(self)
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -154,6 +156,10 @@ class ContainerService:
             raise InvalidArgument("No command specified")
         if request.Entrypoint == [""] and cmd:
             argv = list(cmd)
+        resources.adapt(request.HostConfig)
+        resources.validate(request.HostConfig)
+        healthcheck = health.merge(image_config.Healthcheck, request.Healthcheck)
+        health.validate(healthcheck)
         self.hooks.call("pyengine_container_pre_create", request=request, image=image)
 
         container_id = ids.new_id()
@@ -168,6 +174,7 @@ class ContainerService:
         config.User = config.User or image_config.User
         config.Labels = {**(image_config.Labels or {}), **(request.Labels or {})}
         config.StopSignal = config.StopSignal or image_config.StopSignal
+        config.Healthcheck = healthcheck
         config.ExposedPorts = {**(image_config.ExposedPorts or {}), **(request.ExposedPorts or {})} or None
         directory = self.containers_dir / container_id
         container = Container(
@@ -330,6 +337,7 @@ class ContainerService:
             )
             extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
             security.apply_to_spec(bundle, hc, extra_gids)
+            control.add_to_bundle(bundle, container)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle
@@ -364,17 +372,23 @@ class ContainerService:
                 ContainerStatus.RESTARTING,
             ):
                 return
+            # Kernel work first: no await may separate "exited" from a restart policy's "restarting".
+            oom = await asyncio.to_thread(control.release_cgroup, container) or oom
+            await asyncio.to_thread(self._unmount_rootfs, container)
             container.State.move_to(ContainerStatus.EXITED)
             container.State.ExitCode = exit_code
             container.State.Pid = 0
-            container.State.OOMKilled = oom
             container.State.FinishedAt = finished_at or now_rfc3339()
-            await asyncio.to_thread(self._unmount_rootfs, container)
+            container.State.OOMKilled = oom
             self.save(container)
             event = self._exited.pop(container.Id, None)
             if event:
                 event.set()
+            restarting = self.restarts.schedule(container, exit_code)
         self.hooks.call("pyengine_container_post_exit", container=container, exit_code=exit_code)
+        if restarting:  # still "running" for wait, as Docker's
+            self._resolve_waiters(container, ("next-exit",))
+            return
         self._resolve_waiters(container, ("next-exit", "not-running"))
         if container.HostConfig.AutoRemove:
             await self._auto_remove(container)
@@ -393,7 +407,11 @@ class ContainerService:
         if condition not in WAIT_CONDITIONS:
             raise InvalidArgument(f"invalid condition: {condition!r}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        if condition == "not-running" and not container.State.running:
+        if (
+            condition == "not-running"
+            and not container.State.running
+            and not self.restarts.starting(container.Id)
+        ):
             future.set_result((container.State.ExitCode, None))
         else:
             self._waiters[container.Id].append((condition, future))
@@ -416,11 +434,15 @@ class ContainerService:
     # ---- signals ------------------------------------------------------------------------------
     async def kill(self, container: Container, signal: str | int | None = None) -> None:
         number = parse_signal(signal)
+        if await self.restarts.cancel(container):
+            return
         if not container.State.running:
             raise Conflict(f"Cannot kill container: {container.Id}: Container {container.Id} is not running")
         if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
             container.ManualStop = True
         await self.supervisor.signal(id=container.Id, signal=number)
+        if number == signals.SIGKILL:
+            await control.thaw_for_exit(self, container)
         self.hooks.call(
             "pyengine_container_post_event",
             container=container,
@@ -429,6 +451,9 @@ class ContainerService:
         )
 
     async def stop(self, container: Container, timeout: int | None = None) -> None:
+        if await self.restarts.cancel(container):
+            self.hooks.call("pyengine_container_post_event", container=container, action="stop", attributes={})
+            return
         if not container.State.running:
             raise NotModified("container already stopped")
         if timeout is None:
@@ -444,6 +469,7 @@ class ContainerService:
             await self.supervisor.signal(id=container.Id, signal=stop_signal)
         except Conflict:
             pass  # it ended meanwhile
+        await control.thaw_for_exit(self, container)
         if timeout < 0:
             await exited.wait()
         else:
@@ -485,6 +511,8 @@ class ContainerService:
     # ---- remove -------------------------------------------------------------------------------
     async def remove(self, container: Container, *, force: bool = False, volumes: bool = False) -> None:
         """Remove the container; ``volumes`` (``rm -v``, ``--rm``) also removes its anonymous volumes."""
+        if force:
+            await self.restarts.cancel(container)
         if container.State.running:
             if not force:
                 raise Conflict(
@@ -493,6 +521,7 @@ class ContainerService:
                 )
             exited = self._exited.get(container.Id)
             await _quietly(self.supervisor.signal(id=container.Id, signal=signals.SIGKILL))
+            await control.thaw_for_exit(self, container)
             if exited is not None:
                 try:
                     await asyncio.wait_for(exited.wait(), timeout=30)
@@ -505,6 +534,7 @@ class ContainerService:
             if container.State.Status != ContainerStatus.REMOVING:
                 container.State.Status = ContainerStatus.REMOVING
             await _quietly(self.supervisor.delete(id=container.Id))
+            await asyncio.to_thread(control.release_cgroup, container)
             await asyncio.to_thread(self._unmount_rootfs, container)
             await asyncio.to_thread(self._release_filesystem, container)
             with self.db.transaction() as cur:
@@ -512,6 +542,7 @@ class ContainerService:
             self.index.remove(container)
         if volumes:
             await asyncio.to_thread(volume_mounts.remove_anonymous, self.volumes, container)
+        self.restarts.forget(container.Id)
         self._locks.pop(container.Id, None)
         self.hooks.call("pyengine_container_post_remove", container=container)
         self._resolve_waiters(container, ("removed", "next-exit", "not-running"))
@@ -525,6 +556,7 @@ class ContainerService:
         restarted, or the host rebooted) are registered again so that they can be started.
         """
         known = {item["id"]: item for item in await self.supervisor.list()}
+        found_dead = []
         for container in self.index.all():
             state = known.get(container.Id)
             if state is None:
@@ -538,6 +570,7 @@ class ContainerService:
                 )
                 if container.State.running:
                     self._mark_lost(container, 255, "")
+                    found_dead.append(container)
             elif state.get("status") == "running":
                 if not container.State.running:
                     container.State = ContainerState(Status=ContainerStatus.RUNNING)
@@ -548,14 +581,17 @@ class ContainerService:
             elif container.State.running:
                 code = state.get("exit_code")
                 self._mark_lost(container, 255 if code is None else int(code), state.get("finished_at") or "")
+                found_dead.append(container)
                 if container.HostConfig.AutoRemove:
                     await self._auto_remove(container)
+        await self.restarts.after_daemon_start([c for c in found_dead if self.index.by_id(c.Id) is not None])
 
     def _mark_lost(self, container: Container, exit_code: int, finished_at: str) -> None:
         container.State.Status = ContainerStatus.EXITED
         container.State.ExitCode = exit_code
         container.State.Pid = 0
         container.State.FinishedAt = finished_at or now_rfc3339()
+        container.State.OOMKilled = control.release_cgroup(container)
         self._unmount_rootfs(container)
         self.save(container)
 

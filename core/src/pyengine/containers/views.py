@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from pyengine.containers import health
 from pyengine.errors import InvalidArgument
 from pyengine.humanize import human_duration
 from pyengine.model.base import parse_rfc3339
@@ -16,7 +17,7 @@ def status_text(container: Container, now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = container.State
     if state.Status == ContainerStatus.RUNNING:
-        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))}"
+        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))}{health.status_suffix(container)}"
     if state.Status == ContainerStatus.PAUSED:
         return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))} (Paused)"
     if state.Status == ContainerStatus.RESTARTING:
@@ -163,6 +164,8 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
                 return False
             if str(container.State.ExitCode) not in values:
                 return False
+        if key == "health" and ((container.State.Health or {}).get("Status") or "none") not in values:
+            return False
         if key == "label":
             labels = container.Config.Labels or {}
             for wanted in values:

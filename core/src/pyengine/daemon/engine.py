@@ -63,6 +63,10 @@ class Engine:
             containers_dir=config.containers_dir,
             volumes=self.volumes,
         )
+        from pyengine.containers.health import HealthMonitor, exec_probe
+
+        self.health = HealthMonitor(self.containers, exec_probe(self.containers, self.supervisor))
+        self.hooks.register(self.health, name="health")
 
     def ensure_supervisor(self) -> int:
         """Start the supervisor if none answers on its socket (it outlives the daemon)."""
@@ -112,7 +116,10 @@ class Engine:
         containers = self.containers.all()
         running = sum(1 for c in containers if c.State.Status.value == "running")
         paused = sum(1 for c in containers if c.State.Status.value == "paused")
-        cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+        from pyengine.runtime import cgroups
+
+        cgroup_version = str(cgroups.host().version)
+        limits = cgroups.supported_limits()
         return {
             "ID": self.id,
             "Containers": len(containers),
@@ -128,21 +135,21 @@ class Engine:
                 "Authorization": None,
                 "Log": ["json-file"],
             },
-            "MemoryLimit": False,
-            "SwapLimit": False,
+            "MemoryLimit": limits["memory"],
+            "SwapLimit": limits["swap"],
             "KernelMemory": False,
             "KernelMemoryTCP": False,
-            "CpuCfsPeriod": False,
-            "CpuCfsQuota": False,
-            "CPUShares": False,
-            "CPUSet": False,
-            "PidsLimit": False,
+            "CpuCfsPeriod": limits["cpu_cfs"],
+            "CpuCfsQuota": limits["cpu_cfs"],
+            "CPUShares": limits["cpu_shares"],
+            "CPUSet": limits["cpuset"],
+            "PidsLimit": limits["pids"],
             "IPv4Forwarding": True,
             "BridgeNfIptables": False,
             "BridgeNfIp6tables": False,
             "Debug": self.config.debug,
             "NFd": _count_fds(),
-            "OomKillDisable": False,
+            "OomKillDisable": limits["memory"] and cgroup_version == "1",
             "NGoroutines": 0,
             "SystemTime": _now_rfc3339(),
             "LoggingDriver": "json-file",

@@ -83,6 +83,20 @@ class HostConfigSpec(DockerModel):
     Mounts: list[dict[str, Any]] | None = None
     VolumeDriver: str = ""
     SecurityOpt: list[str] | None = None
+    # Resources (cgroups): 0 / "" / None mean "not set", as in Docker's inspect output.
+    Memory: int = 0
+    MemorySwap: int = 0
+    MemoryReservation: int = 0
+    MemorySwappiness: int | None = None
+    NanoCpus: int = 0
+    CpuShares: int = 0
+    CpuPeriod: int = 0
+    CpuQuota: int = 0
+    CpusetCpus: str = ""
+    CpusetMems: str = ""
+    PidsLimit: int | None = None
+    BlkioWeight: int = 0
+    OomKillDisable: bool | None = None
 
 
 class ContainerCreateRequest(ContainerConfig):
@@ -126,6 +140,7 @@ class ContainerState(DockerModel):
     OOMKilled: bool = False
     StartedAt: str = ZERO_TIME
     FinishedAt: str = ZERO_TIME
+    Health: dict[str, Any] | None = None  # {Status, FailingStreak, Log}: containers with a health check
 
     @property
     def running(self) -> bool:
@@ -140,7 +155,8 @@ class ContainerState(DockerModel):
     def docker_json(self) -> dict[str, Any]:
         return {
             "Status": self.Status.value,
-            "Running": self.Status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED),
+            # Docker's restarting container is Running and Restarting at once.
+            "Running": self.running,
             "Paused": self.Status == ContainerStatus.PAUSED,
             "Restarting": self.Status == ContainerStatus.RESTARTING,
             "OOMKilled": self.OOMKilled,
@@ -150,6 +166,7 @@ class ContainerState(DockerModel):
             "Error": self.Error,
             "StartedAt": self.StartedAt,
             "FinishedAt": self.FinishedAt,
+            **({"Health": self.Health} if self.Health is not None else {}),
         }
 
 

@@ -113,6 +113,26 @@ def _environment(process: dict) -> dict[str, str]:
     return env
 
 
+def _open_cgroup_procs(path: str | None) -> list[int]:
+    """Open the cgroup's cgroup.procs files while the host's /sys/fs/cgroup is still reachable."""
+    if not path:
+        return []
+    from pyengine.runtime import cgroups
+
+    fds = []
+    for procs in cgroups.procs_files(path):
+        with _Step(f"opening {procs}"):
+            fds.append(os.open(procs, os.O_WRONLY | os.O_CLOEXEC))
+    return fds
+
+
+def _join_cgroup(fds: list[int]) -> None:
+    for fd in fds:
+        with _Step("joining the container's cgroup"):
+            os.write(fd, b"0")  # 0: the writer itself (our pid means nothing in this pid namespace)
+        os.close(fd)
+
+
 def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: bytes | None = None) -> None:
     """Set the container up and exec its process. Returns only by raising (SetupError or other)."""
     process = spec.get("process") or {}
@@ -131,6 +151,7 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: by
 
     if "mount" not in namespaces:
         raise SetupError('a mount namespace is required (linux.namespaces has no "mount")')
+    cgroup_procs = _open_cgroup_procs(linux.get("cgroupsPath"))
     propagation = None
     if linux.get("rootfsPropagation"):
         propagation = mounts.PROPAGATION_OPTIONS.get(linux["rootfsPropagation"])
@@ -199,6 +220,8 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: by
 
     env = _environment(process)
     executable = find_executable(args[0], env)
+    # Join the cgroup last: the setup above is charged to the supervisor, the program to the container.
+    _join_cgroup(cgroup_procs)
     try:
         process_setup.exec_now(executable, args, env, channel, send_message)
     except process_setup.ProcessSetupError as exc:

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 
 from pyengine.errors import StartFailed
+from pyengine.runtime import cgroups
 from pyengine.runtime import seccomp
 from pyengine.runtime import syscalls as sc
 from pyengine.runtime.init import SetupError, run_init, send_message
@@ -107,6 +108,38 @@ def start_container(
             except OSError:
                 raise StartFailed(f"{name} descriptor {fd} is not open") from None
     spec, rootfs = _load_bundle(os.fspath(bundle))
+    cgroups_path = _create_cgroup(spec)
+    try:
+        return _start(spec, rootfs, (stdin, stdout, stderr), timeout)
+    except BaseException:
+        if cgroups_path:
+            _remove_cgroup(cgroups_path)
+        raise
+
+
+def _create_cgroup(spec: dict) -> str | None:
+    """Create linux.cgroupsPath with linux.resources before anything runs (the init joins it)."""
+    linux = spec.get("linux") or {}
+    path = linux.get("cgroupsPath")
+    if not path:
+        return None
+    try:
+        cgroups.create(path, linux.get("resources") or {})
+    except OSError as exc:
+        _remove_cgroup(path)
+        raise StartFailed(f"applying cgroup configuration: {exc.strerror or exc}") from None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    try:
+        cgroups.remove(path)
+    except OSError:
+        pass
+
+
+def _start(spec: dict, rootfs: str, stdio: tuple, timeout: float) -> StartedContainer:
+    stdin, stdout, stderr = stdio
     seccomp_filter = compile_seccomp(spec)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Block every signal across fork so that no handler of the caller's ever runs in a child;

@@ -194,6 +194,7 @@ def teardown_pyengine(
     leftovers = hostcleanup.processes_referencing(cleanup_roots)
     problems += _describe(hostcleanup.stop_processes(leftovers), "leftover process")
 
+    problems += _remove_container_cgroups(cleanup_roots)
     left_mounts = hostcleanup.unmount_under(cleanup_roots)
     problems += [f"mount {m} could not be unmounted" for m in left_mounts]
     if remove_roots and not left_mounts:
@@ -204,6 +205,29 @@ def teardown_pyengine(
                 problems.append(f"removing {root}: {exc}")
     if problems:
         raise RuntimeError("pyengine teardown incomplete: " + "; ".join(problems))
+
+
+def _remove_container_cgroups(cleanup_roots: Sequence[str]) -> list[str]:
+    """Remove the cgroups (/pyengine/<id>) of the containers whose directories are under the roots:
+    a daemon that died without removing its containers leaves them behind."""
+    import glob
+
+    from pyengine.runtime import cgroups
+
+    problems = []
+    for root in cleanup_roots:
+        # <data-root>/containers/<id>, the data root being the root itself or a directory in it.
+        directories = glob.glob(os.path.join(root, "containers", "*"))
+        directories += glob.glob(os.path.join(root, "*", "containers", "*"))
+        for directory in directories:
+            name = os.path.basename(directory)
+            if len(name) != 64 or not os.path.isdir(directory):
+                continue
+            try:
+                cgroups.remove(cgroups.container_path(name))
+            except OSError as exc:
+                problems.append(f"cgroup of {name[:12]}: {exc}")
+    return problems
 
 
 def _belongs_to_roots(
