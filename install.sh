@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install pyengine (the core and its vfs storage driver) into /opt/pyengine, put `pyengine` on PATH,
+# Install pyengine (the core and its overlay and vfs storage drivers) into /opt/pyengine, put `pyengine` on PATH,
 # and make a local `busybox` image from Debian's busybox-static. Needs root; no internet beyond the
 # package registries. Idempotent: run it again after an update.
 set -euo pipefail
@@ -17,7 +17,8 @@ if ((${#need_packages[@]})); then
 fi
 
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_vfs ./plugins/net_bridge ./plugins/net_remote
+"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_overlay \
+    ./plugins/storage_vfs ./plugins/volume_local ./plugins/net_bridge ./plugins/net_remote
 ln -sf "$prefix/bin/pyengine" /usr/local/bin/pyengine
 
 # The local busybox image (nothing comes from Docker Hub). `pyengine` starts the daemon if none runs.

@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from pyengine.testing.daemon import teardown_pyengine, wait_for_ping
 
 REPO = Path(__file__).resolve().parents[1]
 PYENGINE = [sys.executable, "-m", "pyengine"]
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+#: the session daemon's --storage-driver (e.g. PYENGINE_TEST_STORAGE_DRIVER=vfs); unset: the default choice
+STORAGE_DRIVER = os.environ.get("PYENGINE_TEST_STORAGE_DRIVER", "")
+#: the driver the session daemon runs with (overlay is the default where the kernel has it)
+EXPECTED_STORAGE_DRIVER = STORAGE_DRIVER or "overlay"
 
 
 @dataclass
@@ -55,12 +58,30 @@ class TestDaemon:
     def exec_root(self) -> str:
         return os.path.join(self.base_dir, "exec")
 
+    @property
+    def volume_plugin_dir(self) -> str:
+        """Where the daemon looks for Docker volume plugins (tests put their plugin sockets here)."""
+        return os.path.join(self.base_dir, "plugins")
+
     def start(self) -> None:
-        self.args = [*PYENGINE, "daemon", "--data-root", self.data_root, "--exec-root", self.exec_root,
-                     "-H", self.host]
+        self.args = [
+            *PYENGINE,
+            "daemon",
+            "--data-root",
+            self.data_root,
+            "--exec-root",
+            self.exec_root,
+            "-H",
+            self.host,
+            "--volume-plugin-dir",
+            self.volume_plugin_dir,
+        ]
+        if STORAGE_DRIVER:
+            self.args += ["--storage-driver", STORAGE_DRIVER]
         log = open(os.path.join(self.base_dir, "daemon.log"), "ab")
-        self.process = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            self.args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
         log.close()
         wait_for_ping(self.socket, self.process, 30.0, os.path.join(self.base_dir, "daemon.log"))
 
@@ -79,6 +100,12 @@ class TestDaemon:
 
 
 @pytest.fixture(scope="session")
+def storage_driver() -> str:
+    """The name of the session daemon's storage driver."""
+    return EXPECTED_STORAGE_DRIVER
+
+
+@pytest.fixture(scope="session")
 def daemon():
     base_dir = tempfile.mkdtemp(prefix="pye-t-", dir="/tmp")
     instance = TestDaemon(base_dir)
@@ -86,35 +113,13 @@ def daemon():
         instance.start()
         yield instance
     finally:
-        network_state = read_network_state(instance.data_path)
-        try:
-            teardown_pyengine(
-                daemon_pid=instance.process.pid if instance.process else None,
-                exec_root=instance.exec_root,
-                cleanup_roots=[base_dir],
-                process=instance.process,
-                socket_path=instance.socket,
-            )
-        finally:
-            remove_network_leftovers(instance.data_path, network_state)
-
-
-def read_network_state(data_root: Path):
-    """What the bridge driver (if installed) recorded, read before the data root is deleted."""
-    try:
-        from pyengine_net_bridge.plugin import read_state
-    except ImportError:
-        return None
-    return read_state(data_root / "network" / "bridge")
-
-
-def remove_network_leftovers(data_root: Path, state) -> None:
-    """The bridges, veths and nftables table the bridge driver of this daemon made."""
-    if state is None:
-        return
-    from pyengine_net_bridge.plugin import remove_all
-
-    remove_all(data_root / "network" / "bridge", state)
+        teardown_pyengine(
+            daemon_pid=instance.process.pid if instance.process else None,
+            exec_root=instance.exec_root,
+            cleanup_roots=[base_dir],
+            process=instance.process,
+            socket_path=instance.socket,
+        )
 
 
 class Runner:
@@ -124,11 +129,18 @@ class Runner:
         self.argv = argv
         self.env = env
 
-    def __call__(self, *args: str, input: str | None = None, timeout: float = 60,
-                 check_timeout: bool = True) -> subprocess.CompletedProcess:
+    def __call__(
+        self, *args: str, input: str | None = None, timeout: float = 60, check_timeout: bool = True
+    ) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run([*self.argv, *args], input=input, capture_output=True, text=True,
-                                  timeout=timeout, env=self.env)
+            return subprocess.run(
+                [*self.argv, *args],
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env,
+            )
         except subprocess.TimeoutExpired as exc:
             if check_timeout:
                 raise
@@ -174,8 +186,9 @@ class _UnixConnection(http.client.HTTPConnection):
 def api(daemon):
     """``api(method, path, body=None, raw=None)`` -> (status, parsed JSON body or text)."""
 
-    def call(method: str, path: str, body=None, *, raw: bytes | None = None,
-             content_type: str = "application/json"):
+    def call(
+        method: str, path: str, body=None, *, raw: bytes | None = None, content_type: str = "application/json"
+    ):
         connection = _UnixConnection(daemon.socket)
         try:
             data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -219,8 +232,9 @@ def empty_image(cli, busybox_tar) -> str:
 def run_in_pty():
     """Run a command on a real pseudo-terminal, type ``send`` into it, return (output, exit status)."""
 
-    def run(argv: list[str], send: list[bytes], env: dict[str, str] | None = None,
-            timeout: float = 30) -> tuple[bytes, int]:
+    def run(
+        argv: list[str], send: list[bytes], env: dict[str, str] | None = None, timeout: float = 90
+    ) -> tuple[bytes, int]:
         pid, master = pty.fork()
         if pid == 0:  # the child: exec the client on the pty
             try:
@@ -230,12 +244,13 @@ def run_in_pty():
         output = b""
         deadline = time.monotonic() + timeout
         pending = list(send)
+        sent = 0
         try:
-            time.sleep(0.5)
             while time.monotonic() < deadline:
-                if pending and (b"#" in output or b"$" in output):
+                # Type the next line only once the shell has printed one more prompt than lines sent.
+                if pending and output.count(b"# ") + output.count(b"$ ") > sent:
                     os.write(master, pending.pop(0))
-                    time.sleep(0.3)
+                    sent += 1
                 ready, _, _ = select.select([master], [], [], 0.2)
                 if ready:
                     try:
@@ -248,8 +263,14 @@ def run_in_pty():
                 finished, status = os.waitpid(pid, os.WNOHANG)
                 if finished:
                     return output, os.waitstatus_to_exitcode(status)
+            # The pty closed (the client exited) or time ran out: collect its status either way.
+            while time.monotonic() < deadline:
+                finished, status = os.waitpid(pid, os.WNOHANG)
+                if finished:
+                    return output, os.waitstatus_to_exitcode(status)
+                time.sleep(0.05)
             os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
+            os.waitpid(pid, 0)
             return output, -1
         finally:
             os.close(master)

@@ -15,8 +15,12 @@ def test_unknown_image_is_404(api, busybox):
 
 
 def test_unknown_container_is_404(api):
-    for method, path in [("GET", "/containers/nosuch/json"), ("POST", "/containers/nosuch/start"),
-                         ("DELETE", "/containers/nosuch"), ("GET", "/containers/nosuch/logs?stdout=1")]:
+    for method, path in [
+        ("GET", "/containers/nosuch/json"),
+        ("POST", "/containers/nosuch/start"),
+        ("DELETE", "/containers/nosuch"),
+        ("GET", "/containers/nosuch/logs?stdout=1"),
+    ]:
         status, body = api(method, path)
         assert status == 404, path
         assert body["message"] == "No such container: nosuch"
@@ -27,7 +31,9 @@ def test_malformed_json_is_400(api, busybox):
     assert status == 400 and "invalid JSON" in body["message"]
     status, body = api("POST", "/containers/create", {"Image": "busybox", "Cmd": 5})
     assert status == 400 and "Cmd" in body["message"]
-    status, body = api("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"AutoRemove": "maybe"}})
+    status, body = api(
+        "POST", "/containers/create", {"Image": "busybox", "HostConfig": {"AutoRemove": "maybe"}}
+    )
     assert status == 400
 
 
@@ -69,26 +75,27 @@ def test_stop_of_stopped_is_304_and_kill_of_stopped_is_409(api, busybox):
 
 
 def _import(api, data: bytes, repo: str):
-    return api("POST", f"/images/create?fromSrc=-&repo={repo}&tag=1", raw=data, content_type="application/x-tar")
+    return api(
+        "POST", f"/images/create?fromSrc=-&repo={repo}&tag=1", raw=data, content_type="application/x-tar"
+    )
 
 
 def _image_count(api) -> int:
     return len(api("GET", "/images/json")[1])
 
 
-def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon):
+def test_corrupt_or_truncated_tarball_stores_nothing(api, busybox_tar, daemon, storage_driver):
     before = _image_count(api)
     blobs = sorted((daemon.data_path / "content" / "blobs" / "sha256").iterdir())
-    layers = sorted((daemon.data_path / "storage" / "vfs").rglob("*"))
+    layers = sorted((daemon.data_path / "storage" / storage_driver).rglob("*"))
     whole = busybox_tar.read_bytes()
-    for bad in (b"this is not a tar archive" * 100, whole[: len(whole) // 2],
-                gzip.compress(whole)[:5000]):
+    for bad in (b"this is not a tar archive" * 100, whole[: len(whole) // 2], gzip.compress(whole)[:5000]):
         status, body = _import(api, bad, "broken")
         assert status == 400, body
         assert "tar archive" in body["message"]
     assert _image_count(api) == before
     assert sorted((daemon.data_path / "content" / "blobs" / "sha256").iterdir()) == blobs
-    assert sorted((daemon.data_path / "storage" / "vfs").rglob("*")) == layers
+    assert sorted((daemon.data_path / "storage" / storage_driver).rglob("*")) == layers
     assert api("GET", "/_ping")[0] == 200
 
 

@@ -22,7 +22,9 @@ def test_exit_code_and_stderr_pass_through(cli, busybox):
 
 def test_killed_by_signal_is_128_plus_signal(cli, busybox):
     # A PID 1 ignores signals it has no handler for, except SIGKILL from outside its namespace.
-    container_id = cli("run", "-d", "busybox", "sh", "-c", "trap 'exit 0' USR2; sleep 60 & wait").stdout.strip()
+    container_id = cli(
+        "run", "-d", "busybox", "sh", "-c", "trap 'exit 0' USR2; sleep 60 & wait"
+    ).stdout.strip()
     try:
         assert cli("kill", "-s", "KILL", container_id).returncode == 0
         assert cli("wait", container_id).stdout.strip() == "137"
@@ -80,8 +82,9 @@ def test_images_inspect_tag_rmi(cli, busybox):
 
 
 def test_import_with_changes(cli, busybox_tar, tmp_path):
-    result = cli("import", "-c", 'CMD ["echo", "from-import"]', "-c", "ENV GREETING=hi", str(busybox_tar),
-                 "imported:1")
+    result = cli(
+        "import", "-c", 'CMD ["echo", "from-import"]', "-c", "ENV GREETING=hi", str(busybox_tar), "imported:1"
+    )
     assert result.returncode == 0, result.stderr
     try:
         run = cli("run", "--rm", "imported:1")
@@ -94,13 +97,13 @@ def test_import_with_changes(cli, busybox_tar, tmp_path):
         cli("rmi", "imported:1")
 
 
-def test_version_and_info(cli):
+def test_version_and_info(cli, storage_driver):
     version = cli("version")
     assert version.returncode == 0
     assert "Server" in version.stdout and "1.41" in version.stdout
     info = cli("info")
     assert info.returncode == 0
-    assert "vfs" in info.stdout  # the storage driver found through its entry point
+    assert storage_driver in info.stdout  # the storage driver found through its entry point
     assert "events" in info.stdout  # the core's own /events hook plugin
 
 
@@ -120,7 +123,21 @@ def test_ps_filters_and_formats(cli, busybox):
 
 
 def test_interactive_tty(cli, busybox, run_in_pty):
-    output, status = run_in_pty([*cli.argv, "run", "-it", "--rm", "busybox", "sh"],
-                                send=[b"tty; echo $TERM\r", b"exit 3\r"], env=cli.env)
+    output, status = run_in_pty(
+        [*cli.argv, "run", "-it", "--rm", "busybox", "sh"],
+        send=[b"tty; echo $TERM\r", b"exit 3\r"],
+        env=cli.env,
+    )
     assert status == 3, output
     assert b"/dev/pts/0" in output and b"xterm" in output
+
+
+def test_rename(cli, busybox):
+    cli("create", "--name", "before-rename", "busybox", "true")
+    try:
+        assert cli("rename", "before-rename", "after-rename").returncode == 0
+        assert cli("ps", "-a", "--filter", "name=after-rename", "--format", "{{.Names}}").stdout == "after-rename\n"
+        refused = cli("rename", "after-rename", "x")
+        assert refused.returncode == 1 and "Invalid container name (x)" in refused.stderr
+    finally:
+        cli("rm", "after-rename")

@@ -104,3 +104,14 @@ def pyengine_network_post_disconnect(network: Any, container: Any) -> None:
 @hookspec
 def pyengine_daemon_post_start(engine: Any) -> None:
     """After the daemon loaded its state and is about to serve. Cannot veto."""
+
+
+# ---- volumes --------------------------------------------------------------------------------------
+@hookspec
+def pyengine_volume_post_create(volume: Any) -> None:
+    """After a volume was created and recorded (``volume`` is the Volume model). Cannot veto."""
+
+
+@hookspec
+def pyengine_volume_post_remove(volume: Any) -> None:
+    """After a volume and its data were deleted. Cannot veto."""

@@ -91,7 +91,8 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(engine: object) -> web.Application:
-    from pyengine.api import containers, images, networks, system
+    from pyengine.api import build, container_files, containers, images, networks, resources, system, volumes
+    from pyengine.api import exec as exec_routes
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -100,4 +101,9 @@ def make_app(engine: object) -> web.Application:
     containers.add_routes(app.router)
     images.add_routes(app.router)
     networks.add_routes(app.router)
+    volumes.add_routes(app.router)
+    build.add_routes(app.router)
+    container_files.add_routes(app.router)
+    exec_routes.add_routes(app.router)
+    resources.add_routes(app.router)
     return app

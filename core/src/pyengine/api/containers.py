@@ -61,26 +61,14 @@ async def resize(request: web.Request) -> web.Response:
 
 
 async def rename(request: web.Request) -> web.Response:
-    from pyengine import ids
-
-    service = engine(request).containers
-    container = _container(request)
-    new_name = ids.validate_container_name(request.query.get("name", ""))
-    service._check_name_free(new_name)
-    old_name = container.Name
-    service.index.rename(container, new_name)
-    service.save(container)
-    service.hooks.call(
-        "pyengine_container_post_event",
-        container=container,
-        action="rename",
-        attributes={"oldName": "/" + old_name},
-    )
+    engine(request).containers.rename(_container(request), request.query.get("name", ""))
     return no_content()
 
 
 async def remove(request: web.Request) -> web.Response:
-    await engine(request).containers.remove(_container(request), force=query_bool(request, "force"))
+    await engine(request).containers.remove(
+        _container(request), force=query_bool(request, "force"), volumes=query_bool(request, "v")
+    )
     return no_content()
 
 

@@ -24,8 +24,11 @@ async def list_images(request: web.Request) -> web.Response:
     eng = engine(request)
     filters = parse_filters(request.query.get("filters"))
     images = await off_loop(eng.images.list)
+    parents = set() if query_bool(request, "all") else {i.parent for i in images if i.parent}
     items = []
     for image in sorted(images, key=lambda i: i.created, reverse=True):
+        if image.id in parents and not image.tags:
+            continue  # an intermediate image of a build, as Docker hides them
         if not _image_matches(image, filters):
             continue
         items.append(image.summary_json())

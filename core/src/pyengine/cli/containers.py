@@ -295,52 +295,11 @@ def exec_(
     command: tuple[str, ...],
 ) -> int:
     """Execute a command in a running container."""
-    from pyengine.cli import attach as streams
-    from pyengine.cli.create_options import OptionError, parse_env_line
-    from pyengine.cli.runner import check_tty
+    from pyengine.cli.exec_cmd import exec_in
 
-    client = client_of(ctx)
-    client.get(f"/containers/{container}/json")  # as docker: "No such container" wins over the rest
-    check_tty(interactive, tty)
-    try:
-        variables = [v for v in (parse_env_line(item, os.environ) for item in env) if v is not None]
-    except OptionError as exc:
-        raise CommandError(f"pyengine: {exc}", 125) from exc
-    config = {
-        "User": user or "",
-        "Privileged": privileged,
-        "Tty": tty,
-        "AttachStdin": interactive and not detach,
-        "AttachStdout": not detach,
-        "AttachStderr": not detach,
-        "Detach": detach,
-        "DetachKeys": "",
-        "Env": variables or None,
-        "WorkingDir": workdir or "",
-        "Cmd": list(command),
-    }
-    exec_id = client.post(f"/containers/{container}/exec", None, config)["Id"]
-    if detach:
-        client.request("POST", f"/exec/{exec_id}/start", None, {"Detach": True, "Tty": tty}).read()
-        return 0
-    stream = client.hijack(f"/exec/{exec_id}/start", None, {"Detach": False, "Tty": tty})
-    if not interactive:
-        streams.half_close(stream)
-    terminal = streams.RawTerminal(0) if tty and interactive and os.isatty(0) else None
-    restore: list[Callable[[], None]] = []
-    try:
-        if terminal is not None:
-            terminal.__enter__()
-        if tty:
-            restore.append(streams.follow_terminal_size(client, f"/exec/{exec_id}/resize"))
-        streams.pump(stream, tty, 0 if interactive else None)
-    finally:
-        if terminal is not None:
-            terminal.__exit__(None, None, None)
-        for undo in restore:
-            undo()
-        stream.sock.close()
-    return int(client.get(f"/exec/{exec_id}/json").get("ExitCode") or 0)
+    params = {"detach": detach, "interactive": interactive, "tty": tty, "env": list(env), "workdir": workdir,
+              "user": user, "privileged": privileged, "container": container, "command": list(command)}
+    return exec_in(client_of(ctx), params)
 
 
 @click.command(context_settings=_SETTINGS)

@@ -33,6 +33,8 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--stop-timeout",), "stop_timeout", "int", "Timeout (in seconds) to stop a container"),
     (("-p", "--publish"), "publish", "multi", "Publish a container's port(s) to the host"),
     (("-v", "--volume"), "volume", "multi", "Bind mount a volume"),
+    (("--mount",), "mount", "multi", "Attach a filesystem mount to the container"),
+    (("--tmpfs",), "tmpfs", "multi", "Mount a tmpfs directory"),
     (("--network", "--net"), "network", "value", "Connect a container to a network"),
     (("--network-alias",), "network_alias", "multi", "Add network-scoped alias for the container"),
     (("--ip",), "ip", "value", "IPv4 address (e.g., 172.30.100.104)"),
@@ -42,9 +44,36 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--read-only",), "read_only", "bool", "Mount the container's root filesystem as read only"),
     (("--cap-add",), "cap_add", "multi", "Add Linux capabilities"),
     (("--cap-drop",), "cap_drop", "multi", "Drop Linux capabilities"),
+    (("--security-opt",), "security_opt", "multi", "Security Options"),
+    (("--ulimit",), "ulimit", "multi", "Ulimit options"),
+    (("--group-add",), "group_add", "multi", "Add additional groups to join"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
+    (("--memory-swap",), "memory_swap", "value", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    (("--memory-reservation",), "memory_reservation", "value", "Memory soft limit"),
+    (("-c", "--cpu-shares"), "cpu_shares", "int", "CPU shares (relative weight)"),
+    (("--cpu-period",), "cpu_period", "int", "Limit CPU CFS (Completely Fair Scheduler) period"),
+    (("--cpu-quota",), "cpu_quota", "int", "Limit CPU CFS (Completely Fair Scheduler) quota"),
+    (("--cpuset-cpus",), "cpuset_cpus", "value", "CPUs in which to allow execution (0-3, 0,1)"),
+    (("--cpuset-mems",), "cpuset_mems", "value", "MEMs in which to allow execution (0-3, 0,1)"),
+    (("--pids-limit",), "pids_limit", "int", "Tune container pids limit (set -1 for unlimited)"),
+    (("--blkio-weight",), "blkio_weight", "int", "Block IO (relative weight), between 10 and 1000, or 0 to disable"),
+    (("--oom-kill-disable",), "oom_kill_disable", "bool", "Disable OOM Killer"),
+    (("--init",), "init", "bool", "Run an init inside the container that forwards signals and reaps processes"),
+    (("--health-cmd",), "health_cmd", "value", "Command to run to check health"),
+    (("--health-interval",), "health_interval", "value", "Time between running the check (ms|s|m|h)"),
+    (("--health-timeout",), "health_timeout", "value", "Maximum time to allow one check to run (ms|s|m|h)"),
+    (("--health-retries",), "health_retries", "int", "Consecutive failures needed to report unhealthy"),
+    (("--health-start-period",), "health_start_period", "value", "Start period for the container to initialize before counting retries (ms|s|m|h)"),
+    (("--no-healthcheck",), "no_healthcheck", "bool", "Disable any container-specified HEALTHCHECK"),
     (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
+)
+
+# The dests above that options_from() passes through as they are (cgroup, init and health flags).
+LIMIT_AND_HEALTH_DESTS = (
+    "memory_swap", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus",
+    "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "init", "health_cmd",
+    "health_interval", "health_timeout", "health_retries", "health_start_period", "no_healthcheck",
 )
 
 
@@ -77,6 +106,8 @@ class CreateOptions:
     stop_timeout: int | None = None
     publish: list[str]
     volumes: list[str]
+    mounts: list[str]
+    tmpfs: list[str]
     network: str | None = None
     network_alias: list[str]
     ip: str | None = None
@@ -86,13 +117,36 @@ class CreateOptions:
     read_only: bool = False
     cap_add: list[str]
     cap_drop: list[str]
+    security_opt: list[str]
+    ulimit: list[str]
+    group_add: list[str]
     memory: str | None = None
     cpus: str | None = None
+    memory_swap: str | None = None
+    memory_reservation: str | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None
+    blkio_weight: int | None = None
+    oom_kill_disable: bool = False
+    init: bool = False
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    no_healthcheck: bool = False
     console_size: tuple[int, int] | None = None
 
     _LISTS = (
-        "command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop", "network_alias"
+        "command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop",
+        "security_opt", "ulimit", "group_add",
     )
+    _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
+    _LISTS += ("network_alias",)
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image
@@ -207,6 +261,86 @@ def parse_volume(spec: str) -> tuple[str | None, str | None]:
     return spec, None
 
 
+_MOUNT_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _mount_bool(key: str, value: str | None) -> bool:
+    if value is None:
+        return True
+    if value.lower() not in _MOUNT_BOOLEANS:
+        raise OptionError(f"invalid value for {key}: {value}")
+    return _MOUNT_BOOLEANS[value.lower()]
+
+
+def parse_mount(spec: str) -> dict[str, Any]:
+    """``--mount type=bind,source=/a,target=/b,readonly`` -> a ``HostConfig.Mounts`` entry (docker's
+    csv syntax and messages)."""
+    mount: dict[str, Any] = {"Type": "volume"}
+    volume_options: dict[str, Any] = {}
+    bind_options: dict[str, Any] = {}
+    tmpfs_options: dict[str, Any] = {}
+    for field in spec.split(","):
+        if not field:
+            continue
+        key, equals, value = field.partition("=")
+        key = key.strip().lower()
+        if not equals:
+            if key in ("readonly", "ro", "volume-nocopy", "bind-nonrecursive", "bind-create-mountpoint"):
+                value = None  # type: ignore[assignment]
+            else:
+                raise OptionError(f"invalid field '{field}' must be a key=value pair")
+        if key == "type":
+            mount["Type"] = value
+        elif key in ("source", "src"):
+            mount["Source"] = value
+        elif key in ("target", "dst", "destination"):
+            mount["Target"] = value
+        elif key in ("readonly", "ro"):
+            mount["ReadOnly"] = _mount_bool(key, value)
+        elif key == "consistency":
+            mount["Consistency"] = value
+        elif key == "bind-propagation":
+            bind_options["Propagation"] = value
+        elif key == "bind-nonrecursive":
+            bind_options["NonRecursive"] = _mount_bool(key, value)
+        elif key == "bind-create-mountpoint":
+            bind_options["CreateMountpoint"] = _mount_bool(key, value)
+        elif key == "volume-nocopy":
+            volume_options["NoCopy"] = _mount_bool(key, value)
+        elif key == "volume-driver":
+            volume_options.setdefault("DriverConfig", {})["Name"] = value
+        elif key == "volume-label":
+            label, _, label_value = value.partition("=")
+            volume_options.setdefault("Labels", {})[label] = label_value
+        elif key == "volume-opt":
+            option, sep, option_value = value.partition("=")
+            if not sep:
+                raise OptionError(f"invalid value for {key}: {value}")
+            volume_options.setdefault("DriverConfig", {}).setdefault("Options", {})[option] = option_value
+        elif key == "tmpfs-size":
+            tmpfs_options["SizeBytes"] = parse_memory(value)
+        elif key == "tmpfs-mode":
+            try:
+                tmpfs_options["Mode"] = int(value, 8)
+            except ValueError:
+                raise OptionError(f"invalid value for {key}: {value}") from None
+        else:
+            raise OptionError(f"unexpected key '{key}' in '{field}'")
+    if not mount.get("Target"):
+        raise OptionError("target is required")
+    kind = mount["Type"]
+    for prefix, options, field_name in (
+        ("volume", volume_options, "VolumeOptions"),
+        ("bind", bind_options, "BindOptions"),
+        ("tmpfs", tmpfs_options, "TmpfsOptions"),
+    ):
+        if options:
+            if kind != prefix:
+                raise OptionError(f"cannot mix '{prefix}-*' options with mount type '{kind}'")
+            mount[field_name] = options
+    return mount
+
+
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
 
 
@@ -240,6 +374,57 @@ def parse_restart(text: str) -> dict[str, Any]:
     return {"Name": name, "MaximumRetryCount": retries}
 
 
+_ULIMIT_NAMES = (
+    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack",
+)
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """``nofile=1024[:2048]`` -> ``{"Name": "nofile", "Soft": 1024, "Hard": 2048}`` (docker's units)."""
+    name, sep, limits = text.partition("=")
+    if not sep:
+        raise OptionError(f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit argument: {text}')
+    if name not in _ULIMIT_NAMES:
+        raise OptionError(f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit type: {name}')
+    soft_text, colon, hard_text = limits.partition(":")
+    try:
+        soft = int(soft_text)
+        hard = int(hard_text) if colon else soft
+    except ValueError:
+        raise OptionError(
+            f'invalid argument "{text}" for "--ulimit" flag: invalid ulimit value: {limits}'
+        ) from None
+    if soft > hard:
+        raise OptionError(
+            f'invalid argument "{text}" for "--ulimit" flag: '
+            f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        )
+    return {"Name": name, "Hard": hard, "Soft": soft}
+
+
+def parse_security_opt(text: str) -> str:
+    """As the docker CLI: ``seccomp=PATH`` is sent as ``seccomp=<the file's JSON>``."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        key, sep, value = text.partition(":")
+    if key != "seccomp" or not sep or value == "unconfined":
+        return text
+    try:
+        with open(value, "rb") as handle:
+            content = handle.read()
+    except OSError as exc:
+        reason = exc.strerror.lower() if exc.strerror else str(exc)
+        raise OptionError(f"opening seccomp profile ({value}) failed: open {value}: {reason}") from None
+    try:
+        import json
+
+        compact = json.dumps(json.loads(content), separators=(",", ":"))
+    except ValueError as exc:
+        raise OptionError(f"compacting json for seccomp profile ({value}) failed: {exc}") from None
+    return f"seccomp={compact}"
+
+
 def build_create_request(
     opts: CreateOptions, environ: Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -268,6 +453,17 @@ def build_create_request(
             binds.append(bind)
         if anonymous is not None:
             volumes[anonymous] = {}
+
+    mounts = []
+    for spec in opts.mounts:
+        try:
+            mounts.append(parse_mount(spec))
+        except OptionError as exc:
+            raise OptionError(f'invalid argument "{spec}" for "--mount" flag: {exc}') from None
+    tmpfs: dict[str, str] = {}
+    for spec in opts.tmpfs:
+        destination, _, options = spec.partition(":")
+        tmpfs[destination] = options
 
     attach_output = not opts.detach
     body: dict[str, Any] = {
@@ -301,6 +497,10 @@ def build_create_request(
     host_config = body["HostConfig"]
     if opts.publish_all:
         host_config["PublishAllPorts"] = True
+    if mounts:
+        host_config["Mounts"] = mounts
+    if tmpfs:
+        host_config["Tmpfs"] = tmpfs
     if opts.restart:
         host_config["RestartPolicy"] = parse_restart(opts.restart)
     if opts.privileged:
@@ -311,6 +511,12 @@ def build_create_request(
         host_config["CapAdd"] = list(opts.cap_add)
     if opts.cap_drop:
         host_config["CapDrop"] = list(opts.cap_drop)
+    if opts.security_opt:
+        host_config["SecurityOpt"] = [parse_security_opt(item) for item in opts.security_opt]
+    if opts.ulimit:
+        host_config["Ulimits"] = [parse_ulimit(item) for item in opts.ulimit]
+    if opts.group_add:
+        host_config["GroupAdd"] = list(opts.group_add)
     if opts.memory:
         host_config["Memory"] = parse_memory(opts.memory)
     if opts.cpus:
@@ -318,6 +524,10 @@ def build_create_request(
             host_config["NanoCpus"] = int(round(float(opts.cpus) * 1e9))
         except ValueError:
             raise OptionError(f'invalid argument "{opts.cpus}" for "--cpus" flag') from None
+    _add_limits(opts, host_config)
+    healthcheck = _healthcheck(opts)
+    if healthcheck is not None:
+        body["Healthcheck"] = healthcheck
     if opts.stop_signal:
         body["StopSignal"] = opts.stop_signal
     if opts.stop_timeout is not None:
@@ -336,6 +546,87 @@ def endpoint_config(opts: CreateOptions) -> dict[str, Any]:
     if opts.ip:
         config["IPAMConfig"] = {"IPv4Address": opts.ip}
     return config
+
+
+def _add_limits(opts: CreateOptions, host_config: dict[str, Any]) -> None:
+    """The cgroup flags, as docker's CLI sends them (memory-swap -1: unlimited)."""
+    if opts.memory_swap:
+        host_config["MemorySwap"] = -1 if opts.memory_swap.strip() == "-1" else parse_memory(opts.memory_swap)
+    if opts.memory_reservation:
+        host_config["MemoryReservation"] = parse_memory(opts.memory_reservation)
+    for value, key in (
+        (opts.cpu_shares, "CpuShares"),
+        (opts.cpu_period, "CpuPeriod"),
+        (opts.cpu_quota, "CpuQuota"),
+        (opts.pids_limit, "PidsLimit"),
+        (opts.blkio_weight, "BlkioWeight"),
+    ):
+        if value is not None:
+            host_config[key] = value
+    if opts.cpuset_cpus:
+        host_config["CpusetCpus"] = opts.cpuset_cpus
+    if opts.cpuset_mems:
+        host_config["CpusetMems"] = opts.cpuset_mems
+    if opts.oom_kill_disable:
+        host_config["OomKillDisable"] = True
+    if opts.init:
+        host_config["Init"] = True
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """Go's time.ParseDuration for the forms users type (``1s``, ``500ms``, ``1m30s``) -> nanoseconds."""
+    rest, total = text.strip(), 0
+    if rest == "0":
+        return 0
+    if not rest:
+        raise OptionError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+    while rest:
+        number = ""
+        while rest and (rest[0].isdigit() or rest[0] == "."):
+            number, rest = number + rest[0], rest[1:]
+        unit = ""
+        while rest and not (rest[0].isdigit() or rest[0] == "."):
+            unit, rest = unit + rest[0], rest[1:]
+        if not number or unit not in _DURATION_UNITS:
+            raise OptionError(f'invalid argument "{text}" for "{flag}" flag: time: invalid duration "{text}"')
+        total += int(float(number) * _DURATION_UNITS[unit])
+    return total
+
+
+def _healthcheck(opts: CreateOptions) -> dict[str, Any] | None:
+    """Config.Healthcheck from the --health-* flags (None: keep the image's)."""
+    given = any(
+        v is not None
+        for v in (opts.health_cmd, opts.health_interval, opts.health_timeout, opts.health_retries,
+                  opts.health_start_period)
+    )
+    if opts.no_healthcheck:
+        if given:
+            raise OptionError("--no-healthcheck conflicts with --health-* options")
+        return {"Test": ["NONE"]}
+    if not given:
+        return None
+    check: dict[str, Any] = {}
+    if opts.health_cmd:
+        check["Test"] = ["CMD-SHELL", opts.health_cmd]
+    for value, key, flag in (
+        (opts.health_interval, "Interval", "--health-interval"),
+        (opts.health_timeout, "Timeout", "--health-timeout"),
+        (opts.health_start_period, "StartPeriod", "--health-start-period"),
+    ):
+        if value is not None:
+            nanos = parse_duration(value, flag)
+            if nanos < 0:
+                raise OptionError(f"{flag} cannot be negative")
+            check[key] = nanos
+    if opts.health_retries is not None:
+        if opts.health_retries < 0:
+            raise OptionError("--health-retries cannot be negative")
+        check["Retries"] = opts.health_retries
+    return check
 
 
 def start_failure_status(message: str) -> int:

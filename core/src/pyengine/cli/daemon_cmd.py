@@ -27,6 +27,13 @@ import click
 @click.option("--storage-opt", multiple=True, help="Storage driver option KEY=VALUE")
 @click.option("-G", "--group", default=None, help="Group owning the API socket")
 @click.option("-D", "--debug", is_flag=True, help="Debug logging")
+@click.option(
+    "--volume-plugin-dir",
+    "volume_plugin_dirs",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Directory of Docker volume plugin sockets/specs (default: Docker's)",
+)
 def daemon(
     data_root: Path,
     exec_root: Path,
@@ -35,6 +42,7 @@ def daemon(
     storage_opt: tuple[str, ...],
     group: str | None,
     debug: bool,
+    volume_plugin_dirs: tuple[Path, ...] = (),
 ) -> None:
     """Run the pyengine daemon."""
     from pyengine.daemon.config import DEFAULT_HOST, DaemonConfig
@@ -54,5 +62,6 @@ def daemon(
         storage_options=options,
         socket_group=group,
         debug=debug,
+        volume_plugin_dirs=[p.absolute() for p in volume_plugin_dirs] or None,
     )
     run(config)

@@ -144,6 +144,10 @@ def try_fast_run(args: list[str]) -> int | None:
     if split is None:
         return None
     host, rest = split
+    if rest and rest[0] == "exec":
+        from pyengine.cli.exec_cmd import try_fast_exec
+
+        return try_fast_exec(host, rest[1:])
     if not rest or rest[0] != "run":
         return None
     params = parse_run_args(rest[1:])

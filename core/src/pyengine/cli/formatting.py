@@ -14,6 +14,7 @@ from typing import Any
 from pyengine.cli.gotemplate import Template
 from pyengine.cli.gotemplate_funcs import TemplateError
 from pyengine.cli.tabwriter import align
+from pyengine.humanize import human_duration
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 
@@ -26,34 +27,6 @@ def human_size(size: float, precision: int = 3) -> str:
         size /= 1000.0
         unit += 1
     return f"{size:.{precision}g}{_DECIMAL_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's HumanDuration: "Less than a second", "About a minute", "3 hours", "2 weeks"..."""
-    whole = int(seconds)
-    if whole < 1:
-        return "Less than a second"
-    if whole == 1:
-        return "1 second"
-    if whole < 60:
-        return f"{whole} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def since(timestamp: float, now: float | None = None) -> str:

@@ -17,6 +17,7 @@ from pyengine.cli.create_options import (
     build_create_request,
     start_failure_status,
 )
+from pyengine.cli.create_options import LIMIT_AND_HEALTH_DESTS
 from pyengine.cli.session import CommandError
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
@@ -51,6 +52,8 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         stop_timeout=params["stop_timeout"],
         publish=list(params["publish"]),
         volumes=list(params["volume"]),
+        mounts=list(params.get("mount") or ()),
+        tmpfs=list(params.get("tmpfs") or ()),
         network=params["network"],
         network_alias=list(params["network_alias"]),
         ip=params["ip"],
@@ -60,9 +63,13 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         read_only=params["read_only"],
         cap_add=params["cap_add"],
         cap_drop=params["cap_drop"],
+        security_opt=params["security_opt"],
+        ulimit=params["ulimit"],
+        group_add=params["group_add"],
         memory=params["memory"],
         cpus=params["cpus"],
         console_size=console_size,
+        **{dest: params[dest] for dest in LIMIT_AND_HEALTH_DESTS},
     )
 
 

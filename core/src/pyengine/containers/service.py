@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import files, spec
+from pyengine.containers import control, files, health, resources, security, spec
 from pyengine.containers.naming import ContainerIndex
+from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import (
     AlreadyExists,
@@ -39,6 +40,7 @@ from pyengine.model.container import (
     ContainerStatus,
 )
 from pyengine.state.db import Database, dumps, loads
+from pyengine.volumes import attach as volume_mounts
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class ContainerService:
         hooks: HookCaller,
         containers_dir: Path,
         networks: Any = None,
+        volumes: Any = None,
     ) -> None:
         self.db = db
         self.images = images
@@ -98,6 +101,11 @@ class ContainerService:
         self._waiters: dict[str, list[tuple[str, asyncio.Future]]] = defaultdict(list)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._exited: dict[str, asyncio.Event] = {}
+        #: the volume service (None: containers without volumes, as in unit tests)
+        self.volumes = volumes
+        if volumes is not None:
+            volumes.container_users = self.volume_users
+        self.restarts = RestartManager(self)
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -124,6 +132,14 @@ class ContainerService:
             users[container.Image].append(container.Id)
         return users
 
+    def volume_users(self, name: str) -> list[str]:
+        """IDs of the containers (running or not) whose mounts name the volume ``name``."""
+        return [
+            c.Id
+            for c in self.index.all()
+            if any(m.Type == "volume" and m.Name == name for m in c.MountPoints)
+        ]
+
     # ---- create -------------------------------------------------------------------------------
     async def create(self, request: ContainerCreateRequest, name: str | None) -> Container:
         if name:
@@ -131,6 +147,7 @@ class ContainerService:
             self._check_name_free(name)
         if not request.Image:
             raise InvalidArgument("Config.Image is required")
+        security.check_host_config(request.HostConfig)
         image = await asyncio.to_thread(self.images.resolve, request.Image)
         image_config = image.config.config
         if request.Entrypoint is not None:
@@ -142,6 +159,10 @@ class ContainerService:
             raise InvalidArgument("No command specified")
         if request.Entrypoint == [""] and cmd:
             argv = list(cmd)
+        resources.adapt(request.HostConfig)
+        resources.validate(request.HostConfig)
+        healthcheck = health.merge(image_config.Healthcheck, request.Healthcheck)
+        health.validate(healthcheck)
         self.hooks.call("pyengine_container_pre_create", request=request, image=image)
 
         container_id = ids.new_id()
@@ -156,6 +177,7 @@ class ContainerService:
         config.User = config.User or image_config.User
         config.Labels = {**(image_config.Labels or {}), **(request.Labels or {})}
         config.StopSignal = config.StopSignal or image_config.StopSignal
+        config.Healthcheck = healthcheck
         config.ExposedPorts = {**(image_config.ExposedPorts or {}), **(request.ExposedPorts or {})} or None
         directory = self.containers_dir / container_id
         container = Container(
@@ -177,7 +199,14 @@ class ContainerService:
         )
         if self.networks is not None:
             self.networks.configure(container, request.NetworkingConfig)
-        await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+        container.MountPoints, new_volumes = await asyncio.to_thread(
+            volume_mounts.plan, self.volumes, request, image_config.Volumes, container_id
+        )
+        try:
+            await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+        except BaseException:
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
+            raise
         try:
             await self.supervisor.create(
                 id=container_id,
@@ -196,7 +225,9 @@ class ContainerService:
         except BaseException:
             await asyncio.to_thread(self._release_filesystem, container)
             await _quietly(self.supervisor.delete(id=container_id))
+            await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
+        volume_mounts.settle(self.volumes, container_id)
         self.hooks.call("pyengine_container_post_create", container=container)
         return container
 
@@ -304,14 +335,17 @@ class ContainerService:
             self.networks.detach(container)
 
     def _write_bundle(self, container: Container, network_ns: dict[str, Any] | None) -> dict[str, Any]:
-        from pyengine.runtime.users import resolve_user
+        from pyengine.runtime.users import resolve_groups, resolve_user
 
         rootfs = self.driver.mount(container.Id)
+        volumes_mounted = False
         try:
             uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")
             hc = container.HostConfig
             console = tuple(hc.ConsoleSize) if hc.ConsoleSize and len(hc.ConsoleSize) == 2 else None
             directory = Path(container.BundlePath)
+            extra_mounts = volume_mounts.mount_all(self.volumes, container, str(rootfs))
+            volumes_mounted = True
             bundle = spec.runtime_spec(
                 args=[container.Path, *container.Args],
                 env=list(container.Config.Env or []),
@@ -331,18 +365,25 @@ class ContainerService:
                 },
                 shm_size=hc.ShmSize,
                 privileged=hc.Privileged,
+                extra_mounts=extra_mounts,
                 network_namespace=network_ns,
             )
+            extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
+            security.apply_to_spec(bundle, hc, extra_gids)
+            control.add_to_bundle(bundle, container)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle
         except BaseException:
+            if volumes_mounted:
+                volume_mounts.unmount_all(self.volumes, container)
             self.driver.unmount(container.Id)
             raise
 
     def _unmount_rootfs(self, container: Container) -> None:
         if container.RootfsPath:
             container.RootfsPath = ""
+            volume_mounts.unmount_all(self.volumes, container)
             try:
                 self.driver.unmount(container.Id)
             except EngineError:
@@ -364,25 +405,31 @@ class ContainerService:
                 ContainerStatus.RESTARTING,
             ):
                 return
+            # Kernel work first: no await may separate "exited" from a restart policy's "restarting".
+            oom = await asyncio.to_thread(control.release_cgroup, container) or oom
+            await asyncio.to_thread(self._unmount_rootfs, container)
+            await asyncio.to_thread(self._detach_networks, container)
             container.State.move_to(ContainerStatus.EXITED)
             container.State.ExitCode = exit_code
             container.State.Pid = 0
-            container.State.OOMKilled = oom
             container.State.FinishedAt = finished_at or now_rfc3339()
-            await asyncio.to_thread(self._unmount_rootfs, container)
-            await asyncio.to_thread(self._detach_networks, container)
+            container.State.OOMKilled = oom
             self.save(container)
             event = self._exited.pop(container.Id, None)
             if event:
                 event.set()
+            restarting = self.restarts.schedule(container, exit_code)
         self.hooks.call("pyengine_container_post_exit", container=container, exit_code=exit_code)
+        if restarting:  # still "running" for wait, as Docker's
+            self._resolve_waiters(container, ("next-exit",))
+            return
         self._resolve_waiters(container, ("next-exit", "not-running"))
         if container.HostConfig.AutoRemove:
             await self._auto_remove(container)
 
     async def _auto_remove(self, container: Container) -> None:
         try:
-            await self.remove(container, force=True)
+            await self.remove(container, force=True, volumes=True)
         except NotFound:
             pass
         except EngineError:
@@ -394,7 +441,11 @@ class ContainerService:
         if condition not in WAIT_CONDITIONS:
             raise InvalidArgument(f"invalid condition: {condition!r}")
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        if condition == "not-running" and not container.State.running:
+        if (
+            condition == "not-running"
+            and not container.State.running
+            and not self.restarts.starting(container.Id)
+        ):
             future.set_result((container.State.ExitCode, None))
         else:
             self._waiters[container.Id].append((condition, future))
@@ -417,11 +468,15 @@ class ContainerService:
     # ---- signals ------------------------------------------------------------------------------
     async def kill(self, container: Container, signal: str | int | None = None) -> None:
         number = parse_signal(signal)
+        if await self.restarts.cancel(container):
+            return
         if not container.State.running:
             raise Conflict(f"Cannot kill container: {container.Id}: Container {container.Id} is not running")
         if number in (signals.SIGKILL, signals.SIGTERM, signals.SIGINT):
             container.ManualStop = True
         await self.supervisor.signal(id=container.Id, signal=number)
+        if number == signals.SIGKILL:
+            await control.thaw_for_exit(self, container)
         self.hooks.call(
             "pyengine_container_post_event",
             container=container,
@@ -430,6 +485,9 @@ class ContainerService:
         )
 
     async def stop(self, container: Container, timeout: int | None = None) -> None:
+        if await self.restarts.cancel(container):
+            self.hooks.call("pyengine_container_post_event", container=container, action="stop", attributes={})
+            return
         if not container.State.running:
             raise NotModified("container already stopped")
         if timeout is None:
@@ -445,6 +503,7 @@ class ContainerService:
             await self.supervisor.signal(id=container.Id, signal=stop_signal)
         except Conflict:
             pass  # it ended meanwhile
+        await control.thaw_for_exit(self, container)
         if timeout < 0:
             await exited.wait()
         else:
@@ -469,8 +528,25 @@ class ContainerService:
             raise Conflict(f"Container {container.Id} is not running")
         await self.supervisor.resize(id=container.Id, height=height, width=width)
 
+    def rename(self, container: Container, new_name: str) -> None:
+        """``docker rename``: 400 for an invalid name, 409 for one in use."""
+        new_name = ids.validate_container_name(new_name)
+        self._check_name_free(new_name)
+        old_name = container.Name
+        self.index.rename(container, new_name)
+        self.save(container)
+        self.hooks.call(
+            "pyengine_container_post_event",
+            container=container,
+            action="rename",
+            attributes={"oldName": "/" + old_name},
+        )
+
     # ---- remove -------------------------------------------------------------------------------
-    async def remove(self, container: Container, *, force: bool = False) -> None:
+    async def remove(self, container: Container, *, force: bool = False, volumes: bool = False) -> None:
+        """Remove the container; ``volumes`` (``rm -v``, ``--rm``) also removes its anonymous volumes."""
+        if force:
+            await self.restarts.cancel(container)
         if container.State.running:
             if not force:
                 raise Conflict(
@@ -479,6 +555,7 @@ class ContainerService:
                 )
             exited = self._exited.get(container.Id)
             await _quietly(self.supervisor.signal(id=container.Id, signal=signals.SIGKILL))
+            await control.thaw_for_exit(self, container)
             if exited is not None:
                 try:
                     await asyncio.wait_for(exited.wait(), timeout=30)
@@ -491,12 +568,16 @@ class ContainerService:
             if container.State.Status != ContainerStatus.REMOVING:
                 container.State.Status = ContainerStatus.REMOVING
             await _quietly(self.supervisor.delete(id=container.Id))
+            await asyncio.to_thread(control.release_cgroup, container)
             await asyncio.to_thread(self._unmount_rootfs, container)
             await asyncio.to_thread(self._detach_networks, container)
             await asyncio.to_thread(self._release_filesystem, container)
             with self.db.transaction() as cur:
                 cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))
             self.index.remove(container)
+        if volumes:
+            await asyncio.to_thread(volume_mounts.remove_anonymous, self.volumes, container)
+        self.restarts.forget(container.Id)
         self._locks.pop(container.Id, None)
         self.hooks.call("pyengine_container_post_remove", container=container)
         self._resolve_waiters(container, ("removed", "next-exit", "not-running"))
@@ -510,6 +591,7 @@ class ContainerService:
         restarted, or the host rebooted) are registered again so that they can be started.
         """
         known = {item["id"]: item for item in await self.supervisor.list()}
+        found_dead = []
         for container in self.index.all():
             state = known.get(container.Id)
             if state is None:
@@ -523,23 +605,28 @@ class ContainerService:
                 )
                 if container.State.running:
                     self._mark_lost(container, 255, "")
+                    found_dead.append(container)
             elif state.get("status") == "running":
                 if not container.State.running:
                     container.State = ContainerState(Status=ContainerStatus.RUNNING)
                 container.State.Pid = int(state.get("pid") or 0)
                 self._exited[container.Id] = asyncio.Event()
+                await asyncio.to_thread(volume_mounts.retake_all, self.volumes, container)
                 self.save(container)
             elif container.State.running:
                 code = state.get("exit_code")
                 self._mark_lost(container, 255 if code is None else int(code), state.get("finished_at") or "")
+                found_dead.append(container)
                 if container.HostConfig.AutoRemove:
                     await self._auto_remove(container)
+        await self.restarts.after_daemon_start([c for c in found_dead if self.index.by_id(c.Id) is not None])
 
     def _mark_lost(self, container: Container, exit_code: int, finished_at: str) -> None:
         container.State.Status = ContainerStatus.EXITED
         container.State.ExitCode = exit_code
         container.State.Pid = 0
         container.State.FinishedAt = finished_at or now_rfc3339()
+        container.State.OOMKilled = control.release_cgroup(container)
         self._unmount_rootfs(container)
         self._detach_networks(container)
         self.save(container)

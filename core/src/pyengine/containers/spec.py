@@ -81,9 +81,11 @@ def runtime_spec(
     files: dict[str, str],
     shm_size: int = 0,
     privileged: bool = False,
+    extra_mounts: list[dict[str, Any]] | None = None,
     network_namespace: dict[str, Any] | None = _NEW_NETWORK,  # type: ignore[assignment]
 ) -> dict[str, Any]:
-    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind.
+    """Build config.json. ``files`` maps in-container paths (/etc/hosts...) to host files to bind;
+    ``extra_mounts`` (the container's volumes, binds and tmpfs, parents first) come after them.
 
     ``network_namespace`` is the ``linux.namespaces`` entry for the network: ``{"type": "network",
     "path": ...}`` to join a namespace the network driver prepared, ``{"type": "network"}`` (the
@@ -142,7 +144,13 @@ def runtime_spec(
             "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={shm_size or DEFAULT_SHM_SIZE}"],
         },
     ]
+    # The container's own mounts go before /etc/hosts & co. so that a volume on /etc does not hide
+    # them; a file the user mounts over one of them wins, as with Docker.
+    mounts.extend(extra_mounts or [])
+    taken = {entry["destination"] for entry in extra_mounts or []}
     for destination, source in files.items():
+        if destination in taken:
+            continue
         mounts.append(
             {"destination": destination, "type": "bind", "source": source, "options": ["rbind", "rprivate"]}
         )

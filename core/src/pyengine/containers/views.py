@@ -6,44 +6,18 @@ import json
 import time
 from typing import Any
 
+from pyengine.containers import health
 from pyengine.errors import InvalidArgument
+from pyengine.humanize import human_duration
 from pyengine.model.base import parse_rfc3339
 from pyengine.model.container import Container, ContainerStatus
-
-
-def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration, as ``docker ps`` prints it."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
 
 
 def status_text(container: Container, now: float | None = None) -> str:
     now = time.time() if now is None else now
     state = container.State
     if state.Status == ContainerStatus.RUNNING:
-        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))}"
+        return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))}{health.status_suffix(container)}"
     if state.Status == ContainerStatus.PAUSED:
         return f"Up {human_duration(now - parse_rfc3339(state.StartedAt))} (Paused)"
     if state.Status == ContainerStatus.RESTARTING:
@@ -84,7 +58,7 @@ def inspect_json(container: Container) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": host_config,
         "GraphDriver": {"Name": container.Driver, "Data": None},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
         "Config": container.Config.model_dump(mode="json"),
         "NetworkSettings": network_settings(container),
     }
@@ -134,7 +108,7 @@ def summary_json(container: Container, now: float | None = None) -> dict[str, An
         "Status": status_text(container, now),
         "HostConfig": {"NetworkMode": container.HostConfig.NetworkMode},
         "NetworkSettings": {"Networks": (container.NetworkSettings or {}).get("Networks") or {}},
-        "Mounts": [],
+        "Mounts": [m.docker_json() for m in container.MountPoints if m.Listed],
     }
 
 
@@ -213,6 +187,8 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
                 return False
             if str(container.State.ExitCode) not in values:
                 return False
+        if key == "health" and ((container.State.Health or {}).get("Status") or "none") not in values:
+            return False
         if key == "label":
             labels = container.Config.Labels or {}
             for wanted in values:
@@ -224,6 +200,10 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
             or image_ids.get(v) == container.Image
             or container.Image.startswith(v if v.startswith("sha256:") else "sha256:" + v)
             for v in values
+        ):
+            return False
+        if key == "volume" and not any(
+            v in (m.Name, m.Source, m.Destination) for m in container.MountPoints for v in values
         ):
             return False
     return True

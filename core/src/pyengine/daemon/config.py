@@ -19,6 +19,9 @@ class DaemonConfig(BaseModel):
     storage_options: dict[str, str] = Field(default_factory=dict)
     socket_group: str | None = None
     debug: bool = False
+    #: where Docker volume plugins are looked for (None: Docker's /run/docker/plugins, /etc/docker/plugins,
+    #: /usr/lib/docker/plugins)
+    volume_plugin_dirs: list[Path] | None = None
 
     @property
     def db_path(self) -> Path:
@@ -31,6 +34,10 @@ class DaemonConfig(BaseModel):
     @property
     def content_root(self) -> Path:
         return self.data_root / "content"
+
+    @property
+    def volumes_root(self) -> Path:
+        return self.data_root / "volumes"
 
     @property
     def containers_dir(self) -> Path:

@@ -20,6 +20,8 @@ from pyengine.images.store import ImageStore
 from pyengine.networks.service import NetworkService
 from pyengine.state.blobs import BlobStore
 from pyengine.state.db import Database
+from pyengine.volumes import remote as volume_plugins
+from pyengine.volumes.service import VolumeService
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,13 @@ class Engine:
         self.driver_reports = {"storage": selection.reports}
         self.images = ImageStore(self.db, self.blobs, self.storage, self.hooks)
         self.supervisor = SupervisorClient(str(config.supervisor_socket))
+        self.volumes = VolumeService(
+            db=self.db,
+            hooks=self.hooks,
+            volumes_root=config.volumes_root,
+            plugin_dirs=config.volume_plugin_dirs or volume_plugins.DEFAULT_PLUGIN_DIRS,
+        )
+        self.volumes.adopt_orphans()
         self.networks = NetworkService(
             db=self.db, state_root=config.data_root / "network", exec_root=config.exec_root, hooks=self.hooks
         )
@@ -57,10 +66,15 @@ class Engine:
             supervisor=self.supervisor,
             hooks=self.hooks,
             containers_dir=config.containers_dir,
+            volumes=self.volumes,
             networks=self.networks,
         )
         self.networks.containers = self.containers.all
         self.networks.find_container = self.containers.get  # type: ignore[method-assign]
+        from pyengine.containers.health import HealthMonitor, exec_probe
+
+        self.health = HealthMonitor(self.containers, exec_probe(self.containers, self.supervisor))
+        self.hooks.register(self.health, name="health")
 
     def ensure_supervisor(self) -> int:
         """Start the supervisor if none answers on its socket (it outlives the daemon)."""
@@ -88,6 +102,7 @@ class Engine:
 
     def close(self) -> None:
         try:
+            self.volumes.cleanup()
             self.storage.cleanup()
         finally:
             self.db.close()
@@ -126,7 +141,10 @@ class Engine:
         containers = self.containers.all()
         running = sum(1 for c in containers if c.State.Status.value == "running")
         paused = sum(1 for c in containers if c.State.Status.value == "paused")
-        cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+        from pyengine.runtime import cgroups
+
+        cgroup_version = str(cgroups.host().version)
+        limits = cgroups.supported_limits()
         return {
             "ID": self.id,
             "Containers": len(containers),
@@ -137,26 +155,26 @@ class Engine:
             "Driver": self.storage_name,
             "DriverStatus": [list(pair) for pair in self.storage.status()],
             "Plugins": {
-                "Volume": [],
+                "Volume": self.volumes.driver_names(),
                 "Network": sorted({*self.networks.factories, "host", "null"}),
                 "Authorization": None,
                 "Log": ["json-file"],
             },
-            "MemoryLimit": False,
-            "SwapLimit": False,
+            "MemoryLimit": limits["memory"],
+            "SwapLimit": limits["swap"],
             "KernelMemory": False,
             "KernelMemoryTCP": False,
-            "CpuCfsPeriod": False,
-            "CpuCfsQuota": False,
-            "CPUShares": False,
-            "CPUSet": False,
-            "PidsLimit": False,
+            "CpuCfsPeriod": limits["cpu_cfs"],
+            "CpuCfsQuota": limits["cpu_cfs"],
+            "CPUShares": limits["cpu_shares"],
+            "CPUSet": limits["cpuset"],
+            "PidsLimit": limits["pids"],
             "IPv4Forwarding": True,
             "BridgeNfIptables": False,
             "BridgeNfIp6tables": False,
             "Debug": self.config.debug,
             "NFd": _count_fds(),
-            "OomKillDisable": False,
+            "OomKillDisable": limits["memory"] and cgroup_version == "1",
             "NGoroutines": 0,
             "SystemTime": _now_rfc3339(),
             "LoggingDriver": "json-file",

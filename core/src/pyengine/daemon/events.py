@@ -125,6 +125,14 @@ class EventBroadcaster:
         attributes = {"container": container.Id, "name": network.Name, "type": network.Driver}
         self.emit("network", "disconnect", network.Id, attributes)
 
+    @hookimpl
+    def pyengine_volume_post_create(self, volume: Any) -> None:
+        self.emit("volume", "create", volume.Name, {"driver": volume.Driver})
+
+    @hookimpl
+    def pyengine_volume_post_remove(self, volume: Any) -> None:
+        self.emit("volume", "destroy", volume.Name, {"driver": volume.Driver})
+
 
 def _offer(queue: asyncio.Queue, event: dict) -> None:
     try:

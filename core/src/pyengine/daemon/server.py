@@ -36,11 +36,7 @@ async def follow_supervisor(engine) -> None:
     """Apply the supervisor's exit events to the records, reconnecting if the stream breaks."""
     while True:
         try:
-            stream = engine.supervisor.events()
-            first = True
-            async for event in stream:
-                if first:
-                    first = False
+            async for event in engine.supervisor.events():
                 if event.get("event") == "exit":
                     await engine.containers.on_exit(
                         event["id"],

@@ -1,5 +1,5 @@
 """``--change`` instructions of ``docker import`` and ``docker commit``: Dockerfile lines that only set
-image config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)."""
+image config (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ ALLOWED = (
     "ENTRYPOINT",
     "ENV",
     "EXPOSE",
+    "HEALTHCHECK",
     "LABEL",
     "ONBUILD",
     "STOPSIGNAL",
@@ -89,6 +90,10 @@ def apply_changes(config: ImageRunConfig, changes: list[str]) -> ImageRunConfig:
             result.User = args.strip()
         elif instruction == "STOPSIGNAL":
             result.StopSignal = args.strip()
+        elif instruction == "HEALTHCHECK":
+            from pyengine.containers.health import parse_instruction
+
+            result.Healthcheck = parse_instruction(args)
         elif instruction == "ONBUILD":
             result.OnBuild = [*(result.OnBuild or []), args.strip()]
     return result

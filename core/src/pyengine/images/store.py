@@ -9,6 +9,7 @@ image references it any more.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from pyengine.drivers.storage import StorageDriver
-from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound, Unavailable
 from pyengine.hooks import HookCaller
 from pyengine.images import reference
 from pyengine.images.changes import apply_changes
@@ -62,6 +63,7 @@ class Image:
     layers: list[dict[str, Any]]  # [{digest, diff_id, size, mediaType}]
     size: int  # bytes unpacked, all layers
     tags: list[str]  # normalized references
+    parent: str = ""  # the image a build step made this one from ("" for none)
 
     @property
     def top_layer(self) -> str | None:
@@ -80,7 +82,7 @@ class Image:
             "Id": self.id,
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "RepoDigests": [],
-            "Parent": "",
+            "Parent": self.parent,
             "Comment": (self.config.history[-1].comment or "") if self.config.history else "",
             "Created": self.created,
             "Container": "",
@@ -115,7 +117,7 @@ class Image:
             "Created": int(parse_rfc3339(self.created)),
             "Id": self.id,
             "Labels": self.config.config.Labels or {},
-            "ParentId": "",
+            "ParentId": self.parent,
             "RepoDigests": [],
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "SharedSize": -1,
@@ -141,7 +143,7 @@ class ImageStore:
         tags = [
             r[0] for r in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", (image_id,))
         ]
-        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags)
+        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags, doc.get("parent", ""))
 
     def resolve(self, name: str) -> Image:
         """Find an image by reference, full ID or unique ID prefix; 404 ``No such image: NAME``."""
@@ -234,6 +236,8 @@ class ImageStore:
                 raise InvalidArgument(f"invalid tar archive: {exc.message}") from exc
             if isinstance(exc, EngineError):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
             if isinstance(exc, (OSError, EOFError, ValueError)) or type(exc).__module__ == "tarfile":
                 raise InvalidArgument(f"invalid tar archive: {exc}") from exc
             raise
@@ -244,10 +248,41 @@ class ImageStore:
         except EngineError:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
 
+    def add_layer(self, chunks: Iterable[bytes], parent_chain: str | None) -> tuple[dict[str, Any], int]:
+        """Store an uncompressed layer tar as a blob and unpack it on the layer ``parent_chain``.
+
+        For commits: the driver's layer is made under the new chain ID on the parent's top layer.
+        Returns the layer's record (as in :attr:`Image.layers`) and its unpacked size. On any error
+        (a full disk included) neither the blob nor the layer stays.
+        """
+        # written once, straight into the blob store (an uncompressed layer's digest is its diff ID),
+        # then unpacked from there
+        try:
+            digest = self.blobs.put_chunks(chunks)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise Unavailable(f"cannot store the layer: {exc.strerror}") from exc
+            raise
+        diff_id = digest
+        try:
+            with self.blobs.open(digest) as tar:
+                size = self._ensure_layer(diff_id, parent_chain, tar)
+        except BaseException:
+            if not any(x["digest"] == digest for image in self.list() for x in image.layers):
+                self.blobs.delete(digest)
+            raise
+        size_on_disk = self.blobs.size(digest)
+        layer = {"digest": digest, "diff_id": diff_id, "size": size_on_disk, "mediaType": MEDIA_LAYER_TAR}
+        return layer, size
+
     def add_image(
-        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str]
+        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str], parent: str = ""
     ) -> Image:
-        """Record an image whose layers are already in the driver and in the blob store."""
+        """Record an image whose layers are already in the driver and in the blob store.
+
+        ``parent``: the image it was made from by a build step (Docker's Parent; an untagged parent
+        of another image is an intermediate image, left out of the image list without ``all``).
+        """
         config_bytes = config.model_dump_json(exclude_none=True).encode()
         image_id = self.blobs.put(config_bytes)
         manifest = {
@@ -261,6 +296,8 @@ class ImageStore:
         manifest_digest = self.blobs.put(json.dumps(manifest, separators=(",", ":")).encode())
         total = size or self._stack_size(layers)
         doc = {"manifest": manifest_digest, "layers": layers, "size": total}
+        if parent:
+            doc["parent"] = parent
         with self.db.transaction() as cur:
             cur.execute("INSERT OR IGNORE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
             for ref in tags:

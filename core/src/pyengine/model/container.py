@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from pyengine.errors import Conflict
 from pyengine.model.base import ZERO_TIME, DockerModel
+from pyengine.model.volume import MountPoint
 
 
 def _as_list(value: Any) -> Any:
@@ -80,7 +81,23 @@ class HostConfigSpec(DockerModel):
     ShmSize: int = 0
     Tmpfs: dict[str, str] | None = None
     PublishAllPorts: bool = False
+    Mounts: list[dict[str, Any]] | None = None
+    VolumeDriver: str = ""
     SecurityOpt: list[str] | None = None
+    # Resources (cgroups): 0 / "" / None mean "not set", as in Docker's inspect output.
+    Memory: int = 0
+    MemorySwap: int = 0
+    MemoryReservation: int = 0
+    MemorySwappiness: int | None = None
+    NanoCpus: int = 0
+    CpuShares: int = 0
+    CpuPeriod: int = 0
+    CpuQuota: int = 0
+    CpusetCpus: str = ""
+    CpusetMems: str = ""
+    PidsLimit: int | None = None
+    BlkioWeight: int = 0
+    OomKillDisable: bool | None = None
 
 
 class ContainerCreateRequest(ContainerConfig):
@@ -124,6 +141,7 @@ class ContainerState(DockerModel):
     OOMKilled: bool = False
     StartedAt: str = ZERO_TIME
     FinishedAt: str = ZERO_TIME
+    Health: dict[str, Any] | None = None  # {Status, FailingStreak, Log}: containers with a health check
 
     @property
     def running(self) -> bool:
@@ -138,7 +156,8 @@ class ContainerState(DockerModel):
     def docker_json(self) -> dict[str, Any]:
         return {
             "Status": self.Status.value,
-            "Running": self.Status in (ContainerStatus.RUNNING, ContainerStatus.PAUSED),
+            # Docker's restarting container is Running and Restarting at once.
+            "Running": self.running,
             "Paused": self.Status == ContainerStatus.PAUSED,
             "Restarting": self.Status == ContainerStatus.RESTARTING,
             "OOMKilled": self.OOMKilled,
@@ -148,6 +167,7 @@ class ContainerState(DockerModel):
             "Error": self.Error,
             "StartedAt": self.StartedAt,
             "FinishedAt": self.FinishedAt,
+            **({"Health": self.Health} if self.Health is not None else {}),
         }
 
 
@@ -175,3 +195,5 @@ class Container(DockerModel):
     ManualStop: bool = False
     #: Docker's NetworkSettings subset the engine keeps: Networks (by name), SandboxKey, Ports
     NetworkSettings: dict[str, Any] = Field(default_factory=dict)
+    #: volumes, binds and tmpfs mounts, set up at every start (inspect's ``Mounts``)
+    MountPoints: list[MountPoint] = Field(default_factory=list)

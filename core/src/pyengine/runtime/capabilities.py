@@ -65,14 +65,23 @@ def last_capability() -> int:
         return len(CAPABILITY_NAMES) - 1
 
 
+def in_own_bounding_set(number: int) -> bool:
+    """Whether this process may still hold capability ``number`` (PR_CAPBSET_READ)."""
+    try:
+        return syscalls.prctl(syscalls.PR_CAPBSET_READ, number) == 1
+    except OSError:
+        return False
+
+
 def capability_numbers(names: list[str] | None, last_cap: int) -> set[int]:
-    """Numbers of ``names`` ("CAP_CHOWN"...); unknown names raise, ones this kernel lacks are skipped."""
+    """Numbers of ``names`` ("CAP_CHOWN"...); unknown names raise. Ones this kernel lacks, and ones
+    our own bounding set lacks (a sandboxed host), are skipped: nobody could grant them."""
     numbers = set()
     for name in names or ():
         number = _NUMBER_BY_NAME.get(name.upper())
         if number is None:
             raise ValueError(f"unknown capability {name!r}")
-        if number <= last_cap:
+        if number <= last_cap and in_own_bounding_set(number):
             numbers.add(number)
     return numbers
 

@@ -14,15 +14,13 @@ import errno
 import fcntl
 import json
 import os
-import resource
-import signal
 import socket
 import stat
 import struct
 
 from pyengine.runtime import console, mounts
+from pyengine.runtime import process as process_setup
 from pyengine.runtime import syscalls as sc
-from pyengine.runtime.capabilities import CapabilitySets
 from pyengine.runtime.inroot import open_beneath, resolve
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -106,17 +104,6 @@ def find_executable(name: str, env: dict[str, str]) -> str:
     raise SetupError(f'exec: "{name}": executable file not found in $PATH')
 
 
-def _reset_signals() -> None:
-    signal.set_wakeup_fd(-1)
-    for number in range(1, signal.NSIG):
-        if number in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(number, signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass  # signals the C library reserves for itself (32, 33)
-
-
 def _environment(process: dict) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in process.get("env") or ():
@@ -126,7 +113,27 @@ def _environment(process: dict) -> dict[str, str]:
     return env
 
 
-def run_init(spec: dict, rootfs: str, channel: socket.socket) -> None:
+def _open_cgroup_procs(path: str | None) -> list[int]:
+    """Open the cgroup's cgroup.procs files while the host's /sys/fs/cgroup is still reachable."""
+    if not path:
+        return []
+    from pyengine.runtime import cgroups
+
+    fds = []
+    for procs in cgroups.procs_files(path):
+        with _Step(f"opening {procs}"):
+            fds.append(os.open(procs, os.O_WRONLY | os.O_CLOEXEC))
+    return fds
+
+
+def _join_cgroup(fds: list[int]) -> None:
+    for fd in fds:
+        with _Step("joining the container's cgroup"):
+            os.write(fd, b"0")  # 0: the writer itself (our pid means nothing in this pid namespace)
+        os.close(fd)
+
+
+def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: bytes | None = None) -> None:
     """Set the container up and exec its process. Returns only by raising (SetupError or other)."""
     process = spec.get("process") or {}
     linux = spec.get("linux") or {}
@@ -144,6 +151,7 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket) -> None:
 
     if "mount" not in namespaces:
         raise SetupError('a mount namespace is required (linux.namespaces has no "mount")')
+    cgroup_procs = _open_cgroup_procs(linux.get("cgroupsPath"))
     propagation = None
     if linux.get("rootfsPropagation"):
         propagation = mounts.PROPAGATION_OPTIONS.get(linux["rootfsPropagation"])
@@ -205,43 +213,16 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket) -> None:
         with _Step("making the root file system read-only"):
             mounts.remount_readonly("/")
 
-    for limit in process.get("rlimits") or ():
-        with _Step(f"setting {limit.get('type')}"):
-            resource.setrlimit(getattr(resource, limit["type"]), (limit["soft"], limit["hard"]))
-
-    user = process.get("user") or {}
-    capabilities = None
-    if process.get("capabilities") is not None:
-        with _Step("setting capabilities"):
-            capabilities = CapabilitySets(process["capabilities"])
-            capabilities.drop_bounding()
-            sc.prctl(sc.PR_SET_KEEPCAPS, 1)
-    with _Step(f"setting user {user.get('uid', 0)}:{user.get('gid', 0)}"):
-        os.setgroups(list(user.get("additionalGids") or []))
-        os.setgid(user.get("gid", 0))
-        os.setuid(user.get("uid", 0))
     try:
-        os.chdir(cwd)
-    except OSError as exc:
-        raise SetupError(
-            f'chdir to cwd ("{cwd}") set in config.json failed: {sc.error_text(exc.errno)}'
-        ) from None
-    if capabilities is not None:
-        with _Step("setting capabilities"):
-            sc.prctl(sc.PR_SET_KEEPCAPS, 0)
-            capabilities.apply_sets()
-    if process.get("noNewPrivileges"):
-        with _Step("setting no_new_privs"):
-            sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    os.umask(user.get("umask", 0o022))
+        process_setup.become(process, seccomp_filter)
+    except process_setup.ProcessSetupError as exc:
+        raise SetupError(str(exc)) from None
 
     env = _environment(process)
     executable = find_executable(args[0], env)
-    _reset_signals()
-    sc.close_range_cloexec(3)  # the container must not inherit a single host descriptor
-    send_message(channel, {"type": "exec"})
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    # Join the cgroup last: the setup above is charged to the supervisor, the program to the container.
+    _join_cgroup(cgroup_procs)
     try:
-        os.execve(executable, args, env)
-    except OSError as exc:
-        raise SetupError(f"exec {executable}: {sc.error_text(exc.errno)}") from None
+        process_setup.exec_now(executable, args, env, channel, send_message)
+    except process_setup.ProcessSetupError as exc:
+        raise SetupError(str(exc)) from None

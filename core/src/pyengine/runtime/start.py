@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 
 from pyengine.errors import StartFailed
+from pyengine.runtime import cgroups
+from pyengine.runtime import seccomp
 from pyengine.runtime import syscalls as sc
 from pyengine.runtime.init import SetupError, run_init, send_message
 
@@ -106,6 +108,39 @@ def start_container(
             except OSError:
                 raise StartFailed(f"{name} descriptor {fd} is not open") from None
     spec, rootfs = _load_bundle(os.fspath(bundle))
+    cgroups_path = _create_cgroup(spec)
+    try:
+        return _start(spec, rootfs, (stdin, stdout, stderr), timeout)
+    except BaseException:
+        if cgroups_path:
+            _remove_cgroup(cgroups_path)
+        raise
+
+
+def _create_cgroup(spec: dict) -> str | None:
+    """Create linux.cgroupsPath with linux.resources before anything runs (the init joins it)."""
+    linux = spec.get("linux") or {}
+    path = linux.get("cgroupsPath")
+    if not path:
+        return None
+    try:
+        cgroups.create(path, linux.get("resources") or {})
+    except OSError as exc:
+        _remove_cgroup(path)
+        raise StartFailed(f"applying cgroup configuration: {exc.strerror or exc}") from None
+    return path
+
+
+def _remove_cgroup(path: str) -> None:
+    try:
+        cgroups.remove(path)
+    except OSError:
+        pass
+
+
+def _start(spec: dict, rootfs: str, stdio: tuple, timeout: float) -> StartedContainer:
+    stdin, stdout, stderr = stdio
+    seccomp_filter = compile_seccomp(spec)
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     # Block every signal across fork so that no handler of the caller's ever runs in a child;
     # the children reset the dispositions to default before unblocking (just before execve).
@@ -113,7 +148,7 @@ def start_container(
     try:
         intermediate = os.fork()
         if intermediate == 0:
-            _run_intermediate(spec, rootfs, child_end, (stdin, stdout, stderr))
+            _run_intermediate(spec, rootfs, child_end, (stdin, stdout, stderr), seccomp_filter)
     except OSError as exc:
         parent_end.close()
         raise StartFailed(f"cannot fork the container's setup process: {sc.error_text(exc.errno)}") from exc
@@ -126,7 +161,9 @@ def start_container(
         parent_end.close()
 
 
-def _run_intermediate(spec: dict, rootfs: str, channel: socket.socket, stdio: tuple) -> None:
+def _run_intermediate(
+    spec: dict, rootfs: str, channel: socket.socket, stdio: tuple, seccomp_filter: bytes | None
+) -> None:
     """The forked child: never returns to the caller's code, whatever happens."""
     status = 1
     try:
@@ -135,7 +172,7 @@ def _run_intermediate(spec: dict, rootfs: str, channel: socket.socket, stdio: tu
             _enter_namespaces((spec.get("linux") or {}).get("namespaces") or ())
             init_pid = os.fork()
             if init_pid == 0:
-                _run_init_process(spec, rootfs, channel)
+                _run_init_process(spec, rootfs, channel, seccomp_filter)
             send_message(channel, {"type": "pid", "pid": init_pid})
             status = 0
         except BaseException as exc:
@@ -144,15 +181,26 @@ def _run_intermediate(spec: dict, rootfs: str, channel: socket.socket, stdio: tu
         os._exit(status)
 
 
-def _run_init_process(spec: dict, rootfs: str, channel: socket.socket) -> None:
+def _run_init_process(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: bytes | None) -> None:
     try:
         try:
             os.setsid()  # the container is a session of its own (and may get a controlling tty)
-            run_init(spec, rootfs, channel)
+            run_init(spec, rootfs, channel, seccomp_filter)
         except BaseException as exc:
             send_message(channel, {"type": "error", "message": _message(exc)})
     finally:
         os._exit(1)
+
+
+def compile_seccomp(spec: dict) -> bytes | None:
+    """The BPF program for the spec's linux.seccomp (None without one), compiled before any fork."""
+    profile = (spec.get("linux") or {}).get("seccomp")
+    if not profile:
+        return None
+    try:
+        return seccomp.compile_cached(profile)
+    except (seccomp.SeccompError, ValueError, TypeError) as exc:
+        raise StartFailed(f"invalid seccomp profile in config.json: {exc}") from None
 
 
 def _message(exc: BaseException) -> str:

@@ -112,3 +112,20 @@ def resolve_user(rootfs: Path, user: str) -> tuple[int, int, list[int]]:
         groups = _parse_group(read_file_in_root(rootfs, "/etc/group"))
         additional = [g.gid for g in groups if matched_name in g.members]
     return uid, gid, additional
+
+
+def resolve_groups(rootfs: Path, groups: list[str]) -> list[int]:
+    """gids of Docker's ``--group-add`` values: numbers as-is, names looked up in the image's /etc/group."""
+    entries = None
+    gids = []
+    for group in groups:
+        number = _numeric(group)
+        if number is None:
+            if entries is None:
+                entries = _parse_group(read_file_in_root(rootfs, "/etc/group"))
+            found = next((g for g in entries if g.name == group), None)
+            if found is None:
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+            number = found.gid
+        gids.append(number)
+    return gids

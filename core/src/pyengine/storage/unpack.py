@@ -112,9 +112,24 @@ def _remove_entry(parent_fd: int, name: str) -> None:
 
 
 class _LayerUnpacker:
-    def __init__(self, target: Path, whiteouts: str) -> None:
-        self.root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    def __init__(
+        self,
+        target: Path | int,
+        whiteouts: str,
+        *,
+        prefix: str = "",
+        no_overwrite_dir_non_dir: bool = False,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        if isinstance(target, int):
+            self.root_fd = os.dup(target)
+        else:
+            self.root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.whiteouts = whiteouts
+        #: where in the root the tar's entries go ("" for the root itself)
+        self.prefix = prefix.strip("/")
+        self.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
+        self.owner_override = owner
         #: paths this tar created, which its own whiteouts must leave alone (OCI image spec)
         self.created: set[str] = set()
         self.dir_times: dict[str, tuple[int, int]] = {}
@@ -183,12 +198,16 @@ class _LayerUnpacker:
 
     # -- entries ------------------------------------------------------------------------------
 
+    def _in_prefix(self, path: str) -> str:
+        return f"{self.prefix}/{path}" if self.prefix else path
+
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         path = clean_entry_name(member.name)
         if path == "":
             return  # the layer root itself: its owner and mode belong to the driver
+        path = self._in_prefix(path)
         parent, _, name = path.rpartition("/")
-        if name.startswith(WHITEOUT_PREFIX):
+        if name.startswith(WHITEOUT_PREFIX) and self.whiteouts != "keep":
             self.apply_whiteout(parent, name, member)
             return
         parent_fd = self.open_dir(parent, create=True, entry=member.name)
@@ -218,6 +237,15 @@ class _LayerUnpacker:
             existing = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
             existing = None
+        if existing is not None and self.no_overwrite_dir_non_dir:
+            if member.isdir() and not stat.S_ISDIR(existing.st_mode):
+                raise InvalidArgument(
+                    f"cannot overwrite non-directory {path!r} with directory {member.name!r}"
+                )
+            if not member.isdir() and stat.S_ISDIR(existing.st_mode):
+                raise InvalidArgument(
+                    f"cannot overwrite directory {path!r} with non-directory {member.name!r}"
+                )
         if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
             _remove_entry(parent_fd, name)
             existing = None
@@ -298,6 +326,7 @@ class _LayerUnpacker:
     def make_hard_link(self, member: tarfile.TarInfo, parent_fd: int, name: str) -> None:
         try:
             target = clean_entry_name(member.linkname)
+            target = self._in_prefix(target) if target else target
         except InvalidArgument as exc:
             raise InvalidArgument(
                 f"layer tar entry {member.name!r} is a hard link to {member.linkname!r}, outside the layer"
@@ -323,8 +352,9 @@ class _LayerUnpacker:
         finally:
             os.close(target_fd)
 
-    @staticmethod
-    def owner(member: tarfile.TarInfo) -> tuple[int, int]:
+    def owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        if self.owner_override is not None:
+            return self.owner_override
         if not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
             raise InvalidArgument(
                 f"layer tar entry {member.name!r} has an invalid owner {member.uid}:{member.gid}"
@@ -438,6 +468,51 @@ class _LayerUnpacker:
                 os.utime(fd, ns=times)
             finally:
                 os.close(fd)
+
+
+def extract_archive(
+    stream: BinaryIO,
+    root_fd: int,
+    prefix: str,
+    *,
+    no_overwrite_dir_non_dir: bool = False,
+    owner: tuple[int, int] | None = None,
+) -> int:
+    """Unpack a plain tar (``docker cp`` into a container) below ``prefix`` of the root ``root_fd``.
+
+    Every path is resolved inside ``root_fd`` as in :func:`apply_layer`, but ``.wh.`` names are
+    ordinary files here. ``no_overwrite_dir_non_dir`` refuses to replace a directory by a
+    non-directory or the reverse; ``owner`` (uid, gid) replaces the tar's ownership. Returns the
+    bytes of file content written; what was written before an error stays (as with Docker).
+    """
+    unpacker = _LayerUnpacker(
+        root_fd, "keep", prefix=prefix, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner
+    )
+    try:
+        _unpack_stream(stream, unpacker)
+        return unpacker.size
+    finally:
+        unpacker.close()
+
+
+def _unpack_stream(stream: BinaryIO, unpacker: _LayerUnpacker) -> None:
+    try:
+        tar = tarfile.open(fileobj=stream, mode="r|*")
+    except tarfile.ReadError as exc:
+        if str(exc) == "empty file":
+            return  # like Go's archive/tar: no bytes at all is an empty archive
+        raise InvalidArgument(f"not a valid tar archive: {exc}") from exc
+    with tar:
+        while True:
+            try:
+                member = tar.next()
+                if member is None:
+                    break
+                unpacker.apply(tar, member)
+            except tarfile.TarError as exc:
+                raise InvalidArgument(f"tar archive is corrupt: {exc}") from exc
+            tar.members.clear()  # the stream reader would otherwise keep every header
+    unpacker.finish()
 
 
 def apply_layer(stream: BinaryIO, target: Path, *, whiteouts: str = "delete") -> int:

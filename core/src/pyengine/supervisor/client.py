@@ -119,6 +119,26 @@ class SupervisorClient:
         )
         return reader, writer
 
+    async def exec(
+        self, id: str, exec_id: str, process: dict, *, open_stdin: bool = False
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+        """Start ``process`` (an OCI process object) in the running container ``id``.
+
+        Returns the stream (frames as for attach; the last one, on ``EXIT_STREAM``, carries
+        ``{"exit_code": N}``; bytes written go to its stdin, ``write_eof`` closes it) and the pid.
+        Raises Conflict when the container is not running, StartFailed when the process could not
+        be started (the message says why).
+        """
+        reader, writer, answer = await self._open(
+            "exec",
+            {"id": id, "exec_id": exec_id, "process": process, "open_stdin": open_stdin},
+            limit=_STREAM_LIMIT,
+        )
+        return reader, writer, int(answer["pid"])
+
+    async def exec_resize(self, exec_id: str, height: int, width: int) -> None:
+        await self.request("exec_resize", exec_id=exec_id, height=height, width=width)
+
     async def events(self) -> AsyncIterator[dict]:
         """Yield each event as the supervisor sends it: ``{"event": "start", "id", "pid"}`` and
         ``{"event": "exit", "id", "exit_code", "finished_at"}``. The stream never ends by itself:

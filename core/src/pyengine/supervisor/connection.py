@@ -36,6 +36,8 @@ class Connection:
         self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[], None] | None = None
         self.on_close: Callable[[], None] | None = None
+        # Called once everything queued has been sent, for a producer that paused itself.
+        self.on_drained: Callable[[], None] | None = None
         self.closed = False
         self._inbox = bytearray()
         self._outbox = bytearray()
@@ -63,6 +65,11 @@ class Connection:
         if len(self._outbox) > MAX_CLIENT_BUFFER:
             log.warning("dropping a client that stopped reading (%d bytes pending)", len(self._outbox))
             self.close()
+
+    @property
+    def pending(self) -> int:
+        """Bytes queued for the client and not sent yet."""
+        return len(self._outbox)
 
     def send_message(self, message: dict) -> None:
         self.send(encode_message(message))
@@ -153,3 +160,6 @@ class Connection:
             self.reactor.on_writable(self.fd, None)
             if self._close_when_flushed:
                 self.close()
+            elif self.on_drained is not None:
+                on_drained, self.on_drained = self.on_drained, None
+                on_drained()

@@ -23,6 +23,11 @@ Operations (fields; answer fields besides ``ok``):
 - ``events`` — then ``{"event": "start", "id", "pid"}`` and ``{"event": "exit", "id", "exit_code",
   "finished_at"}`` lines.
 - ``ping`` -> pid (the supervisor's).
+- ``exec`` (id, exec_id, process: an OCI process object, open_stdin) -> pid — a process joins the
+  running container (its namespaces, cgroups, seccomp filter from the bundle); then a stream as for
+  attach, ended by one frame on :data:`EXIT_STREAM` with ``{"exit_code": N}`` (see
+  :mod:`pyengine.supervisor.exec_process`). Conflict if the container is not running.
+- ``exec_resize`` (exec_id, height, width) — NotFound unless that exec runs with a terminal.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 STDOUT = 1
 STDERR = 2
 STREAM_NUMBERS = {"stdout": STDOUT, "stderr": STDERR}
+EXIT_STREAM = 255  # the last frame of an exec stream: {"exit_code": N}
 
 FRAME_HEADER = struct.Struct(">BxxxL")
 

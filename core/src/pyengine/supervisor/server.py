@@ -26,9 +26,11 @@ import signal
 import socket
 import sys
 
-from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound
+from pyengine.errors import Conflict, EngineError, InvalidArgument, NotFound, StartFailed
+from pyengine.runtime.start import compile_seccomp
 from pyengine.supervisor.connection import Connection
 from pyengine.supervisor.container import Container
+from pyengine.supervisor.exec_process import ExecProcess
 from pyengine.supervisor.reactor import Reactor
 
 log = logging.getLogger("pyengine.supervisor")
@@ -59,7 +61,10 @@ class Supervisor:
             "delete": self._delete,
             "events": self._events,
             "ping": self._ping,
+            "exec": self._exec,
+            "exec_resize": self._exec_resize,
         }
+        self.execs: dict[str, ExecProcess] = {}
 
     def serve(self) -> None:
         """Listen on the socket and run until SIGTERM or SIGINT."""
@@ -130,6 +135,7 @@ class Supervisor:
         runtime reaps its own intermediate child by pid).
         """
         ours = {container.pid for container in self.containers.values() if container.pidfd is not None}
+        ours.update(process.pid for process in self.execs.values() if process.pidfd is not None)
         try:
             with open(f"/proc/self/task/{os.getpid()}/children") as children:
                 pids = [int(pid) for pid in children.read().split()]
@@ -243,6 +249,43 @@ class Supervisor:
     def _ping(self, conn: Connection, request: dict) -> dict:
         return {"pid": os.getpid()}
 
+    def _exec(self, conn: Connection, request: dict) -> None:
+        container = self._container(request)
+        exec_id = _field(request, "exec_id", str)
+        if not CONTAINER_ID.fullmatch(exec_id):
+            raise InvalidArgument(f"invalid exec id {exec_id!r}")
+        if exec_id in self.execs:
+            raise Conflict(f"exec {exec_id} is already running")
+        process = _field(request, "process", dict)
+        container.settle()
+        if not container.running or container.pidfd is None:
+            raise Conflict(f"container {container.id} is not running")
+        namespaces, seccomp_filter = exec_settings(container.bundle)
+        exec_process = ExecProcess(
+            self.reactor,
+            conn,
+            exec_id=exec_id,
+            container_id=container.id,
+            process=process,
+            open_stdin=_field(request, "open_stdin", bool, False),
+            on_done=lambda done: self.execs.pop(done.exec_id, None),
+        )
+        exec_process.start(container.pid, namespaces, seccomp_filter)
+        self.execs[exec_id] = exec_process
+
+    def _exec_resize(self, conn: Connection, request: dict) -> dict:
+        exec_process = self.execs.get(_field(request, "exec_id", str))
+        if exec_process is None:
+            raise NotFound(f"no running exec {request.get('exec_id')}")
+        height, width = _field(request, "height", int), _field(request, "width", int)
+        if not (0 <= height < 65536 and 0 <= width < 65536):
+            raise InvalidArgument(f"invalid terminal size {height}x{width}")
+        try:
+            exec_process.resize(height, width)
+        except StartFailed as exc:
+            raise Conflict(exc.message) from None
+        return {}
+
 
 _MISSING = object()
 
@@ -273,6 +316,18 @@ def _signal_number(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= signal.SIGRTMAX:
         return value
     raise InvalidArgument(f"invalid signal {value!r}")
+
+
+def exec_settings(bundle: str) -> tuple[list[str], bytes | None]:
+    """The namespace types and the compiled seccomp filter of the container made from ``bundle``."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as file:
+            spec = json.load(file)
+    except (OSError, ValueError) as exc:
+        raise StartFailed(f"cannot read the container's config.json in {bundle}: {exc}") from exc
+    # every namespace the container has, its own or joined (``path``): all are in /proc/<pid>/ns
+    namespaces = [ns.get("type") for ns in (spec.get("linux") or {}).get("namespaces") or ()]
+    return namespaces, compile_seccomp(spec)
 
 
 def _remove(path: str) -> None:

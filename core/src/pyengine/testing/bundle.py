@@ -13,38 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-BUSYBOX = "/bin/busybox"  # Debian's busybox-static: one binary, no shared libraries
+from pyengine.containers.spec import DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS
 
-DEFAULT_CAPABILITIES = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-]
-MASKED_PATHS = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+BUSYBOX = "/bin/busybox"  # Debian's busybox-static: one binary, no shared libraries
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"

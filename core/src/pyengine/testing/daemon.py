@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from pyengine.testing import engine_api, hostcleanup
 from pyengine.testing.dockerd import DaemonStartError, wait_for_ping
@@ -194,6 +195,8 @@ def teardown_pyengine(
     leftovers = hostcleanup.processes_referencing(cleanup_roots)
     problems += _describe(hostcleanup.stop_processes(leftovers), "leftover process")
 
+    problems += _remove_container_cgroups(cleanup_roots)
+    problems += _remove_network_leftovers(cleanup_roots)
     left_mounts = hostcleanup.unmount_under(cleanup_roots)
     problems += [f"mount {m} could not be unmounted" for m in left_mounts]
     if remove_roots and not left_mounts:
@@ -204,6 +207,48 @@ def teardown_pyengine(
                 problems.append(f"removing {root}: {exc}")
     if problems:
         raise RuntimeError("pyengine teardown incomplete: " + "; ".join(problems))
+
+
+def _remove_network_leftovers(cleanup_roots: Sequence[str]) -> list[str]:
+    """Delete the bridges, veths and nftables table the bridge driver (when installed) made for a
+    daemon whose data root is under the roots: networks outlive a daemon, as Docker's do."""
+    import glob
+
+    try:
+        from pyengine_net_bridge.plugin import remove_all
+    except ImportError:
+        return []
+    problems = []
+    for root in cleanup_roots:
+        for state in glob.glob(os.path.join(root, "**", "network", "bridge", "state.json"), recursive=True):
+            try:
+                remove_all(Path(state).parent)
+            except Exception as exc:  # report, and go on with the rest of the teardown
+                problems.append(f"network leftovers of {state}: {exc}")
+    return problems
+
+
+def _remove_container_cgroups(cleanup_roots: Sequence[str]) -> list[str]:
+    """Remove the cgroups (/pyengine/<id>) of the containers whose directories are under the roots:
+    a daemon that died without removing its containers leaves them behind."""
+    import glob
+
+    from pyengine.runtime import cgroups
+
+    problems = []
+    for root in cleanup_roots:
+        # <data-root>/containers/<id>, the data root being the root itself or a directory in it.
+        directories = glob.glob(os.path.join(root, "containers", "*"))
+        directories += glob.glob(os.path.join(root, "*", "containers", "*"))
+        for directory in directories:
+            name = os.path.basename(directory)
+            if len(name) != 64 or not os.path.isdir(directory):
+                continue
+            try:
+                cgroups.remove(cgroups.container_path(name))
+            except OSError as exc:
+                problems.append(f"cgroup of {name[:12]}: {exc}")
+    return problems
 
 
 def _belongs_to_roots(

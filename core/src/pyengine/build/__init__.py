@@ -1,0 +1,1 @@
+"""Building images from a Dockerfile: parser adapter, context, cache, executor."""
