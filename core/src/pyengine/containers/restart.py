@@ -106,7 +106,8 @@ class RestartManager:
         if container.State.Status != ContainerStatus.RESTARTING or container.ManualStop:
             return
         container.RestartCount += 1
-        container.State.move_to(ContainerStatus.EXITED)  # start() starts exited containers
+        # Still "restarting" while start() prepares it (its network takes a few tens of ms):
+        # start() takes a container it is told is restarting (see ``starting``).
         self._starting.add(container.Id)
         try:
             await self.service.start(container)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import signal as signals
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,10 @@ class ContainerService:
     # ---- start --------------------------------------------------------------------------------
     async def start(self, container: Container) -> None:
         async with self._locks[container.Id]:
-            if container.State.running:
+            restarting = (
+                container.State.Status == ContainerStatus.RESTARTING and self.restarts.starting(container.Id)
+            )
+            if container.State.running and not restarting:
                 raise NotModified("container already started")
             if container.State.Status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
                 raise Conflict(f"cannot start container {container.Id[:12]}: it is being removed")
@@ -628,7 +632,10 @@ class ContainerService:
         container.State.FinishedAt = finished_at or now_rfc3339()
         container.State.OOMKilled = control.release_cgroup(container)
         self._unmount_rootfs(container)
-        self._detach_networks(container)
+        # called on the event loop: netlink work (pyroute2 runs its own loop) needs another thread
+        worker = threading.Thread(target=self._detach_networks, args=(container,))
+        worker.start()
+        worker.join()
         self.save(container)
 
 
