@@ -54,7 +54,8 @@ def test_exec_joins_every_namespace(cli, running):
     with open(f"/proc/{container_pid}/cmdline", "rb") as handle:  # PID 1 is the container's
         assert lines[1] == handle.read().replace(b"\0", b" ").decode()
     assert int(lines[2]) < 10  # the container's pid namespace, not the host's
-    assert [line.split(":")[1].strip() for line in lines[3:]] == ["lo"]
+    # the container's network namespace: lo and its eth0 on the default bridge, no host interface
+    assert [line.split(":")[1].strip().split("@")[0] for line in lines[3:]] == ["lo", "eth0"]
     for kind in ("mnt", "pid", "net", "ipc", "uts"):
         assert os.readlink(f"/proc/{container_pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")
     # the same mount namespace: a file written by exec is seen by the container's process
