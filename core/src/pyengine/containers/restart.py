@@ -106,10 +106,9 @@ class RestartManager:
         if container.State.Status != ContainerStatus.RESTARTING or container.ManualStop:
             return
         container.RestartCount += 1
-        container.State.move_to(ContainerStatus.EXITED)  # start() starts exited containers
         self._starting.add(container.Id)
         try:
-            await self.service.start(container)
+            await self.service.start(container, restarting=True)
         except EngineError as exc:
             # start() recorded the failure as an exit: the policy decides again, like after any exit.
             log.warning("restarting %s failed: %s", container.Id, exc)
