@@ -91,7 +91,7 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(engine: object) -> web.Application:
-    from pyengine.api import containers, images, system
+    from pyengine.api import containers, distribution, images, system
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
     app[ENGINE_KEY] = engine
@@ -99,4 +99,5 @@ def make_app(engine: object) -> web.Application:
     system.add_routes(app.router)
     containers.add_routes(app.router)
     images.add_routes(app.router)
+    distribution.add_routes(app.router)
     return app

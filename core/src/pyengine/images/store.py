@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -62,6 +63,7 @@ class Image:
     layers: list[dict[str, Any]]  # [{digest, diff_id, size, mediaType}]
     size: int  # bytes unpacked, all layers
     tags: list[str]  # normalized references
+    repo_digests: list[str] = dataclasses.field(default_factory=list)  # normalized repo@digest
 
     @property
     def top_layer(self) -> str | None:
@@ -79,7 +81,7 @@ class Image:
         return {
             "Id": self.id,
             "RepoTags": [reference.familiar(t) for t in self.tags],
-            "RepoDigests": [],
+            "RepoDigests": [reference.familiar(d) for d in self.repo_digests],
             "Parent": "",
             "Comment": (self.config.history[-1].comment or "") if self.config.history else "",
             "Created": self.created,
@@ -116,7 +118,7 @@ class Image:
             "Id": self.id,
             "Labels": self.config.config.Labels or {},
             "ParentId": "",
-            "RepoDigests": [],
+            "RepoDigests": [reference.familiar(d) for d in self.repo_digests],
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "SharedSize": -1,
             "Size": self.size,
@@ -141,7 +143,9 @@ class ImageStore:
         tags = [
             r[0] for r in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", (image_id,))
         ]
-        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags)
+        return Image(
+            image_id, config, doc["manifest"], doc["layers"], doc["size"], tags, doc.get("repo_digests", [])
+        )
 
     def resolve(self, name: str) -> Image:
         """Find an image by reference, full ID or unique ID prefix; 404 ``No such image: NAME``."""
@@ -245,29 +249,81 @@ class ImageStore:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
 
     def add_image(
-        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str]
+        self,
+        config: ImageConfig,
+        layers: list[dict[str, Any]],
+        size: int,
+        tags: list[str],
+        *,
+        config_bytes: bytes | None = None,
+        manifest_bytes: bytes | None = None,
+        repo_digests: Iterable[str] = (),
     ) -> Image:
-        """Record an image whose layers are already in the driver and in the blob store."""
-        config_bytes = config.model_dump_json(exclude_none=True).encode()
+        """Record an image whose layers are already in the driver and in the blob store.
+
+        A pulled or loaded image passes its config and manifest exactly as received
+        (``config_bytes``, ``manifest_bytes``): the image ID and the repo digests are digests of
+        those bytes. ``repo_digests`` are normalized ``repository@digest`` strings.
+        """
+        if config_bytes is None:
+            config_bytes = config.model_dump_json(exclude_none=True).encode()
         image_id = self.blobs.put(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": {"mediaType": MEDIA_CONFIG, "digest": image_id, "size": len(config_bytes)},
-            "layers": [
-                {"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers
-            ],
-        }
-        manifest_digest = self.blobs.put(json.dumps(manifest, separators=(",", ":")).encode())
+        if manifest_bytes is None:
+            manifest_bytes = build_manifest(image_id, len(config_bytes), layers)
+        manifest_digest = self.blobs.put(manifest_bytes)
         total = size or self._stack_size(layers)
-        doc = {"manifest": manifest_digest, "layers": layers, "size": total}
+        row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))
+        known = loads(row[0]).get("repo_digests", []) if row else []
+        digests = list(dict.fromkeys([*known, *repo_digests]))
+        doc = {"manifest": manifest_digest, "layers": layers, "size": total, "repo_digests": digests}
         with self.db.transaction() as cur:
-            cur.execute("INSERT OR IGNORE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
+            cur.execute("INSERT OR REPLACE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
             for ref in tags:
                 cur.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?, ?)", (ref, image_id))
         image = self._load(image_id)
-        self.hooks.call("pyengine_image_post_add", image=image)
+        if not row:
+            self.hooks.call("pyengine_image_post_add", image=image)
         return image
+
+    def add_layer(
+        self, diff_id: str, parent_chain: str | None, tar: BinaryIO, check: Callable[[], None] | None = None
+    ) -> int:
+        """Unpack a layer under its chain ID unless it is there; ``check`` runs after unpacking
+        (a diff ID verification) and the layer is removed again if it raises."""
+        chain = chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        existed = self.driver.exists(layer_key(chain))
+        size = self._ensure_layer(diff_id, parent_chain, tar)
+        if check is not None and not existed:
+            try:
+                check()
+            except BaseException:
+                self._remove_layer_quietly(layer_key(chain))
+                raise
+        return size
+
+    def layer_exists(self, chain_id: str) -> bool:
+        return self.driver.exists(layer_key(chain_id))
+
+    def update_distribution(
+        self, image_id: str, *, layers: list[dict[str, Any]] | None = None,
+        manifest_bytes: bytes | None = None, repo_digest: str | None = None,
+    ) -> Image:
+        """Replace an image's layer blobs (compressed for a push) and manifest, or add a repo digest."""
+        row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        doc = loads(row[0])
+        if layers is not None:
+            doc["layers"] = layers
+        if manifest_bytes is not None:
+            doc["manifest"] = self.blobs.put(manifest_bytes)
+        if repo_digest is not None:
+            repository = repo_digest.split("@", 1)[0]
+            kept = [d for d in doc.get("repo_digests", []) if d.split("@", 1)[0] != repository]
+            doc["repo_digests"] = [*kept, repo_digest]
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE images SET doc=? WHERE id=?", (dumps(doc), image_id))
+        return self._load(image_id)
 
     def _stack_size(self, layers: list[dict[str, Any]]) -> int:
         return sum(x.get("size", 0) for x in layers)
@@ -381,6 +437,17 @@ class ImageStore:
             items[0]["Id"] = image.id
             items[0]["Tags"] = [reference.familiar(t) for t in image.tags]
         return items
+
+
+def build_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]) -> bytes:
+    """The OCI manifest of an image made here (import, commit, build)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers],
+    }
+    return json.dumps(manifest, separators=(",", ":")).encode()
 
 
 def _is_hex(text: str) -> bool:
