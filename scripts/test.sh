@@ -8,6 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
 command -v docker >/dev/null || need_packages+=(docker.io)
+[ -x /usr/bin/docker-registry ] || need_packages+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 if ((${#need_packages[@]})); then
     apt-get update -qq
@@ -17,5 +18,5 @@ fi
 venv=${PYENGINE_TEST_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -e ./core -e ./plugins/storage_vfs \
-    pytest pytest-timeout docker
+    pytest pytest-timeout docker isal zstandard
 exec "$venv/bin/python" -m pytest "$@"
