@@ -105,9 +105,13 @@ async def pull_layers(
             ident = progress.short_id(desc.digest)
             parent = chains[index - 1] if index else None
             if not store.layer_exists(chains[index]):
-                total_size += await asyncio.to_thread(
-                    _unpack, store, desc, diff_ids[index], parent, ident, sink
-                )
+                try:
+                    total_size += await asyncio.to_thread(
+                        _unpack, store, desc, diff_ids[index], parent, ident, sink
+                    )
+                except BaseException:
+                    await asyncio.to_thread(_forget_blob, store, desc.digest)
+                    raise
                 sink.emit(progress.status("Pull complete", ident))
             layer_docs.append(
                 {"digest": desc.digest, "diff_id": diff_ids[index], "size": desc.size,
@@ -124,12 +128,18 @@ async def pull_layers(
         store.add_image,
         resolved.config,
         layer_docs,
-        0,
+        total_size,
         tags,
         config_bytes=resolved.config_bytes,
         manifest_bytes=resolved.manifest_bytes,
         repo_digests=[f"{ref.repository}@{resolved.digest}"],
     )
+
+
+def _forget_blob(store: ImageStore, digest: str) -> None:
+    """Drop a downloaded blob whose layer could not be unpacked, unless an image uses it."""
+    if not any(digest == x["digest"] for image in store.list() for x in image.layers):
+        store.blobs.delete(digest)
 
 
 def _download_job(blobs, client, desc, ident, sink, done):  # type: ignore[no-untyped-def]
