@@ -142,13 +142,32 @@ def _forget_blob(store: ImageStore, digest: str) -> None:
         store.blobs.delete(digest)
 
 
+async def _checked_media_type(chunks, desc: manifests.Descriptor):  # type: ignore[no-untyped-def]
+    """Pass the chunks on, refusing a blob whose first bytes contradict its declared compression
+    (before anything of it is stored)."""
+    expected = manifests.LAYER_COMPRESSION[desc.media_type]
+    head = b""
+    async for chunk in chunks:
+        if len(head) < 4:
+            head += chunk[: 4 - len(head)]
+            if len(head) >= 4 or not chunk:
+                got = layer_io.sniff_compression(head)
+                if got != expected and (expected or got):
+                    raise InvalidArgument(
+                        f"layer {desc.digest} is declared {desc.media_type} but its content is "
+                        f"{'not ' + expected if expected else got + '-compressed'}"
+                    )
+        yield chunk
+
+
 def _download_job(blobs, client, desc, ident, sink, done):  # type: ignore[no-untyped-def]
     async def job() -> None:
         def on_progress(received: int) -> None:
             sink.throttled("Downloading", ident, received, desc.size)
 
         await layer_io.store_stream(
-            blobs, client.blob_chunks(desc.digest, desc.size), desc.digest, desc.size, on_progress
+            blobs, _checked_media_type(client.blob_chunks(desc.digest, desc.size), desc), desc.digest,
+            desc.size, on_progress,
         )
         sink.emit(progress.status("Verifying Checksum", ident))
         sink.emit(progress.status("Download complete", ident))
