@@ -65,7 +65,7 @@ def test_push_to_the_reference_registry_then_pull_and_run(cli, busybox, registry
     run = cli("run", "--rm", ref, "echo", "ok")
     assert run.stdout == "ok\n", run.stderr
     inspect = json.loads(cli("inspect", ref).stdout)[0]
-    assert inspect["RepoDigests"] == [f"{ref.rsplit(':', 1)[0]}@{digest}"]
+    assert f"{ref.rsplit(':', 1)[0]}@{digest}" in inspect["RepoDigests"]
     again = cli("pull", ref)
     assert "Status: Image is up to date" in again.stdout
     assert cli("rmi", ref).returncode == 0

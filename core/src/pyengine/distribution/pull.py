@@ -81,6 +81,8 @@ async def pull_layers(
     for index, desc in enumerate(descriptors):
         ident = progress.short_id(desc.digest)
         have_blob = blobs.exists(desc.digest)
+        if have_blob:
+            _check_stored_media_type(blobs, desc)
         if have_blob and store.layer_exists(chains[index]):
             sink.emit(progress.status("Already exists", ident))
             downloaded[index].set_result(None)
@@ -140,6 +142,18 @@ def _forget_blob(store: ImageStore, digest: str) -> None:
     """Drop a downloaded blob whose layer could not be unpacked, unless an image uses it."""
     if not any(digest == x["digest"] for image in store.list() for x in image.layers):
         store.blobs.delete(digest)
+
+
+def _check_stored_media_type(blobs, desc: manifests.Descriptor) -> None:  # type: ignore[no-untyped-def]
+    """A blob we hold already (from an import or another image) must be what this manifest says."""
+    with blobs.open(desc.digest) as blob:
+        got = layer_io.sniff_compression(blob.read(4))
+    expected = manifests.LAYER_COMPRESSION[desc.media_type]
+    if got != expected:
+        raise InvalidArgument(
+            f"layer {desc.digest} is declared {desc.media_type} but its content is "
+            f"{'not ' + expected if expected else got + '-compressed'}"
+        )
 
 
 async def _checked_media_type(chunks, desc: manifests.Descriptor):  # type: ignore[no-untyped-def]
