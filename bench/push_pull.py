@@ -33,6 +33,8 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyengine.testing.registry import reference_registry
+
 from bench.sides import (
     DOCKER,
     PYENGINE,
@@ -44,13 +46,13 @@ from bench.sides import (
     summarize,
     times_x,
 )
-from pyengine.testing.registry import reference_registry
 
 BAR = 1.0
 GOAL = 1.5
 IMAGE = "bench/pushpull:1"
 _WORDS = [
-    "".join(random.Random(i).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3 + i % 8)) for i in range(4000)
+    "".join(random.Random(i).choice("abcdefghijklmnopqrstuvwxyz") for _ in range(3 + i % 8))
+    for i in range(4000)
 ]
 
 
@@ -82,12 +84,19 @@ def make_image_archive(path: Path, size_mib: int) -> int:
     text_layer = _layer_tar(text_files)
     layers = [random_layer, text_layer]
     diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
-        "config": {"Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "random"},
-                    {"created": "2026-01-01T00:00:00Z", "created_by": "text"}],
-    }).encode()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "2026-01-01T00:00:00Z",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [
+                {"created": "2026-01-01T00:00:00Z", "created_by": "random"},
+                {"created": "2026-01-01T00:00:00Z", "created_by": "text"},
+            ],
+        }
+    ).encode()
     config_name = hashlib.sha256(config).hexdigest() + ".json"
     with tarfile.open(path, "w") as archive:
         entries = [(config_name, config)]
@@ -96,8 +105,12 @@ def make_image_archive(path: Path, size_mib: int) -> int:
             name = f"layer{index}/layer.tar"
             names.append(name)
             entries.append((name, layer))
-        entries.append(("manifest.json", json.dumps(
-            [{"Config": config_name, "RepoTags": [IMAGE], "Layers": names}]).encode()))
+        entries.append(
+            (
+                "manifest.json",
+                json.dumps([{"Config": config_name, "RepoTags": [IMAGE], "Layers": names}]).encode(),
+            )
+        )
         for name, data in entries:
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
@@ -119,7 +132,9 @@ def quiet(side: Side, *args: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", "--rounds", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=150)
     parser.add_argument("--json", help="write every time to this file")
@@ -144,26 +159,40 @@ def main() -> int:
                     run(side, "tag", IMAGE, target)
                     times[side.name]["push"].append(run(side, "push", target))
                     quiet(side, "rmi", "-f", target, IMAGE)
-                source = f"{registry.address}/{DOCKER if any(s.name == DOCKER for s in sides) else PYENGINE}/pushpull:{round_number}"
+                pushed_by = DOCKER if any(s.name == DOCKER for s in sides) else PYENGINE
+                source = f"{registry.address}/{pushed_by}/pushpull:{round_number}"
                 order = docker_first if round_number % 2 == 0 else list(reversed(docker_first))
                 for side in order:
                     times[side.name]["pull"].append(run(side, "pull", source))
                     quiet(side, "rmi", "-f", source)
-            print(f"round {round_number + 1}: " + ", ".join(
-                f"{name} push {t['push'][-1]:.2f}s pull {t['pull'][-1]:.2f}s" for name, t in times.items()))
+            print(
+                f"round {round_number + 1}: "
+                + ", ".join(
+                    f"{name} push {t['push'][-1]:.2f}s pull {t['pull'][-1]:.2f}s" for name, t in times.items()
+                )
+            )
         rows = [("side", "push MB/s", "pull MB/s", "push vs docker", "pull vs docker")]
-        rates = {name: {op: size / 1e6 / summarize(t[op])["median"] for op in ("push", "pull")}
-                 for name, t in times.items()}
+        rates = {
+            name: {op: size / 1e6 / summarize(t[op])["median"] for op in ("push", "pull")}
+            for name, t in times.items()
+        }
         for name, rate in rates.items():
             docker_rate = rates.get(DOCKER)
-            rows.append((
-                name, f"{rate['push']:.1f}", f"{rate['pull']:.1f}",
-                times_x(rate["push"] / docker_rate["push"]) if docker_rate else "-",
-                times_x(rate["pull"] / docker_rate["pull"]) if docker_rate else "-",
-            ))
+            rows.append(
+                (
+                    name,
+                    f"{rate['push']:.1f}",
+                    f"{rate['pull']:.1f}",
+                    times_x(rate["push"] / docker_rate["push"]) if docker_rate else "-",
+                    times_x(rate["pull"] / docker_rate["pull"]) if docker_rate else "-",
+                )
+            )
         print()
         print_table(rows)
-        print(f"\nbar: >= {BAR:.1f}x Docker's throughput on both; goal {GOAL:.1f}x (median of {args.rounds} rounds)")
+        print(
+            f"\nbar: >= {BAR:.1f}x Docker's throughput on both; goal {GOAL:.1f}x "
+            f"(median of {args.rounds} rounds)"
+        )
         if args.json:
             Path(args.json).write_text(json.dumps({"facts": facts, "bytes": size, "times": times}, indent=2))
     return 0

@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from pyengine.distribution.manifests import DOCKER_MANIFEST, OCI_INDEX
 from pyengine.distribution.registry import RegistryClient
 from pyengine.images.reference import parse
@@ -28,8 +27,14 @@ def token_registry(busybox_tar):
 
 
 def run_cli(cli, config_dir: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*cli.argv, *args], input=input, capture_output=True, text=True, timeout=120,
-                          env={**cli.env, "DOCKER_CONFIG": str(config_dir)})
+    return subprocess.run(
+        [*cli.argv, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**cli.env, "DOCKER_CONFIG": str(config_dir)},
+    )
 
 
 def test_bearer_token_flow_anonymous_and_with_login(cli, token_registry, tmp_path):
@@ -58,11 +63,22 @@ def test_x_registry_auth_from_the_docker_cli(docker, token_registry, tmp_path):
     address = f"127.0.0.1:{token_registry.port}"
     private = f"{address}/private/ok:2"
     env_cfg = {"DOCKER_CONFIG": str(tmp_path)}
-    login = subprocess.run([*docker.argv, "login", "-u", "bob", "--password-stdin", address], input="hunter2\n",
-                           capture_output=True, text=True, env={**docker.env, **env_cfg}, timeout=60)
+    login = subprocess.run(
+        [*docker.argv, "login", "-u", "bob", "--password-stdin", address],
+        input="hunter2\n",
+        capture_output=True,
+        text=True,
+        env={**docker.env, **env_cfg},
+        timeout=60,
+    )
     assert login.returncode == 0, login.stderr
-    pulled = subprocess.run([*docker.argv, "pull", private], capture_output=True, text=True,
-                            env={**docker.env, **env_cfg}, timeout=120)
+    pulled = subprocess.run(
+        [*docker.argv, "pull", private],
+        capture_output=True,
+        text=True,
+        env={**docker.env, **env_cfg},
+        timeout=120,
+    )
     assert pulled.returncode == 0, pulled.stderr
     subprocess.run([*docker.argv, "rmi", private], capture_output=True, env={**docker.env, **env_cfg})
 
@@ -78,16 +94,29 @@ async def _make_multi_platform(address: str, path: str) -> tuple[str, str]:
         config["architecture"] = "arm64"
         arm_config = json.dumps(config).encode()
         arm_config_digest = await client.upload_bytes(arm_config)
-        arm_manifest = dict(manifest, config={**manifest["config"], "digest": arm_config_digest,
-                                              "size": len(arm_config)})
+        arm_manifest = dict(
+            manifest, config={**manifest["config"], "digest": arm_config_digest, "size": len(arm_config)}
+        )
         arm_bytes = json.dumps(arm_manifest).encode()
         arm_digest = await client.put_manifest("arm64", arm_bytes, DOCKER_MANIFEST)
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-            {"mediaType": DOCKER_MANIFEST, "digest": arm_digest, "size": len(arm_bytes),
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"mediaType": DOCKER_MANIFEST, "digest": digest, "size": len(data),
-             "platform": {"os": "linux", "architecture": "amd64"}},
-        ]}
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": DOCKER_MANIFEST,
+                    "digest": arm_digest,
+                    "size": len(arm_bytes),
+                    "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                },
+                {
+                    "mediaType": DOCKER_MANIFEST,
+                    "digest": digest,
+                    "size": len(data),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                },
+            ],
+        }
         await client.put_manifest("multi", json.dumps(index).encode(), OCI_INDEX)
         return manifest["config"]["digest"], arm_config_digest
 
@@ -102,11 +131,15 @@ def test_platform_is_chosen_from_a_multi_platform_index(cli, busybox):
         arm = cli("pull", "--platform", "linux/arm64", f"{repository}:multi")
         assert arm.returncode == 0, arm.stderr
         assert cli("inspect", "-f", "{{.Id}} {{.Architecture}}", f"{repository}:multi").stdout.split() == [
-            arm_config, "arm64"]
+            arm_config,
+            "arm64",
+        ]
         host = cli("pull", f"{repository}:multi")
         assert host.returncode == 0, host.stderr
         assert cli("inspect", "-f", "{{.Id}} {{.Architecture}}", f"{repository}:multi").stdout.split() == [
-            amd_config, "amd64"]
+            amd_config,
+            "amd64",
+        ]
         assert cli("run", "--rm", f"{repository}:multi", "echo", "native").stdout == "native\n"
         none = cli("pull", "--platform", "linux/s390x", f"{repository}:multi")
         assert none.returncode == 1 and "no matching manifest for linux/s390x" in none.stderr

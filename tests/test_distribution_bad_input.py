@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from pyengine.testing import engine_api
 from pyengine.testing.fake_registry import HostileRegistry
 

@@ -12,7 +12,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from pyengine.testing import dockerd as dockerd_harness
 from pyengine.testing.registry import reference_registry, registry_available
 
@@ -198,9 +197,13 @@ def test_login_logout_against_htpasswd_registry(cli, busybox, tmp_path):
         env = {"DOCKER_CONFIG": str(env_config)}
         denied = cli_with_env(cli, env, "push", ref)
         assert denied.returncode == 1 and ("401" in denied.stderr or "denied" in denied.stderr.lower())
-        bad = cli_with_env(cli, env, "login", "-u", "alice", "--password-stdin", locked.address, input="wrong\n")
+        bad = cli_with_env(
+            cli, env, "login", "-u", "alice", "--password-stdin", locked.address, input="wrong\n"
+        )
         assert bad.returncode == 1 and "401 Unauthorized" in bad.stderr
-        good = cli_with_env(cli, env, "login", "-u", "alice", "--password-stdin", locked.address, input="s3cret\n")
+        good = cli_with_env(
+            cli, env, "login", "-u", "alice", "--password-stdin", locked.address, input="s3cret\n"
+        )
         assert good.returncode == 0 and "Login Succeeded" in good.stdout, good.stderr
         stored = json.loads((env_config / "config.json").read_text())
         assert locked.address in stored["auths"]
@@ -215,5 +218,6 @@ def test_login_logout_against_htpasswd_registry(cli, busybox, tmp_path):
 
 
 def cli_with_env(cli, extra: dict[str, str], *args: str, input: str | None = None):
-    return subprocess.run([*cli.argv, *args], input=input, capture_output=True, text=True, timeout=120,
-                          env={**cli.env, **extra})
+    return subprocess.run(
+        [*cli.argv, *args], input=input, capture_output=True, text=True, timeout=120, env={**cli.env, **extra}
+    )

@@ -8,7 +8,6 @@ import io
 import json
 
 import pytest
-
 from pyengine.cli.progress_display import display
 from pyengine.cli.session import CommandError
 from pyengine.distribution import auth, manifests, progress
@@ -22,8 +21,13 @@ OTHER = "sha256:" + "b" * 64
 def test_x_registry_auth_decodes_what_docker_sends():
     assert auth.decode_registry_auth("e30=").anonymous
     assert auth.decode_registry_auth(None).anonymous
-    header = base64.urlsafe_b64encode(json.dumps(
-        {"username": "u", "password": "p~?>", "serveraddress": "127.0.0.1:5000"}).encode()).decode().rstrip("=")
+    header = (
+        base64.urlsafe_b64encode(
+            json.dumps({"username": "u", "password": "p~?>", "serveraddress": "127.0.0.1:5000"}).encode()
+        )
+        .decode()
+        .rstrip("=")
+    )
     creds = auth.decode_registry_auth(header)
     assert (creds.username, creds.password) == ("u", "p~?>")
     token = auth.decode_registry_auth(auth.encode_registry_auth(auth.Credentials(identity_token="t")))
@@ -49,10 +53,14 @@ def test_credentials_are_stored_like_docker_config_json(tmp_path):
 
 def test_challenge_parsing():
     challenge = auth.parse_challenge(
-        'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"')
+        'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'
+    )
     assert challenge.scheme == "bearer"
-    assert challenge.params == {"realm": "https://auth.example/token", "service": "registry.example",
-                                "scope": "repository:a/b:pull,push"}
+    assert challenge.params == {
+        "realm": "https://auth.example/token",
+        "service": "registry.example",
+        "scope": "repository:a/b:pull,push",
+    }
     assert auth.parse_challenge('Basic realm="r"').scheme == "basic"
 
 
@@ -64,9 +72,12 @@ def test_loopback_registries_are_plain_http_others_https():
 
 
 def _manifest(**changes) -> dict:
-    doc = {"schemaVersion": 2, "mediaType": manifests.DOCKER_MANIFEST,
-           "config": {"mediaType": manifests.DOCKER_CONFIG, "digest": DIGEST, "size": 10},
-           "layers": [{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": OTHER, "size": 5}]}
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": manifests.DOCKER_MANIFEST,
+        "config": {"mediaType": manifests.DOCKER_CONFIG, "digest": DIGEST, "size": 10},
+        "layers": [{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": OTHER, "size": 5}],
+    }
     doc.update(changes)
     return doc
 
@@ -76,15 +87,33 @@ def test_manifest_validation():
     assert isinstance(parsed, manifests.Manifest) and parsed.layers[0].digest == OTHER
     bad = {
         "media type disagrees": (_manifest(), manifests.OCI_MANIFEST),
-        "foreign urls": (_manifest(layers=[{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": OTHER,
-                                            "size": 5, "urls": ["https://elsewhere/x"]}]), None),
-        "negative size": (_manifest(layers=[{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": OTHER,
-                                             "size": -1}]), None),
-        "bad digest": (_manifest(layers=[{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": "sha256:xyz",
-                                          "size": 1}]), None),
+        "foreign urls": (
+            _manifest(
+                layers=[
+                    {
+                        "mediaType": manifests.DOCKER_LAYER_GZIP,
+                        "digest": OTHER,
+                        "size": 5,
+                        "urls": ["https://elsewhere/x"],
+                    }
+                ]
+            ),
+            None,
+        ),
+        "negative size": (
+            _manifest(layers=[{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": OTHER, "size": -1}]),
+            None,
+        ),
+        "bad digest": (
+            _manifest(layers=[{"mediaType": manifests.DOCKER_LAYER_GZIP, "digest": "sha256:xyz", "size": 1}]),
+            None,
+        ),
         "both": ({**_manifest(), "manifests": []}, None),
         "schema 1": (_manifest(schemaVersion=1), None),
-        "unknown layer type": (_manifest(layers=[{"mediaType": "text/plain", "digest": OTHER, "size": 1}]), None),
+        "unknown layer type": (
+            _manifest(layers=[{"mediaType": "text/plain", "digest": OTHER, "size": 1}]),
+            None,
+        ),
     }
     for name, (doc, content_type) in bad.items():
         with pytest.raises(InvalidArgument):
@@ -95,14 +124,20 @@ def test_manifest_validation():
 
 
 def test_platform_selection():
-    index = manifests.Index(manifests.OCI_INDEX, [
-        manifests.Descriptor(manifests.OCI_MANIFEST, DIGEST, 1, {"os": "linux", "architecture": "arm",
-                                                                 "variant": "v6"}),
-        manifests.Descriptor(manifests.OCI_MANIFEST, OTHER, 1, {"os": "linux", "architecture": "arm",
-                                                                "variant": "v7"}),
-        manifests.Descriptor(manifests.OCI_MANIFEST, "sha256:" + "c" * 64, 1,
-                             {"os": "linux", "architecture": "amd64"}),
-    ])
+    index = manifests.Index(
+        manifests.OCI_INDEX,
+        [
+            manifests.Descriptor(
+                manifests.OCI_MANIFEST, DIGEST, 1, {"os": "linux", "architecture": "arm", "variant": "v6"}
+            ),
+            manifests.Descriptor(
+                manifests.OCI_MANIFEST, OTHER, 1, {"os": "linux", "architecture": "arm", "variant": "v7"}
+            ),
+            manifests.Descriptor(
+                manifests.OCI_MANIFEST, "sha256:" + "c" * 64, 1, {"os": "linux", "architecture": "amd64"}
+            ),
+        ],
+    )
     assert manifests.select(index, manifests.parse_platform("linux/arm/v7")).digest == OTHER
     assert manifests.select(index, manifests.parse_platform("linux/x86_64")).digest.startswith("sha256:c")
     with pytest.raises(NotFound, match="no matching manifest for linux/s390x"):
@@ -130,8 +165,12 @@ def test_display_redraws_layer_lines_on_a_terminal_and_prints_status_lines_elsew
     plain = io.StringIO()
     display(messages, plain, tty=False)
     assert plain.getvalue().splitlines() == [
-        "1: Pulling from team/bb", "aaa: Pulling fs layer", "bbb: Pulling fs layer", "aaa: Pull complete",
-        "Digest: sha256:x"]
+        "1: Pulling from team/bb",
+        "aaa: Pulling fs layer",
+        "bbb: Pulling fs layer",
+        "aaa: Pull complete",
+        "Digest: sha256:x",
+    ]
     terminal = io.StringIO()
     display(messages, terminal, tty=True)
     assert "\x1b[2A\r\x1b[2Kaaa: Downloading [=========================>" in terminal.getvalue()
@@ -163,13 +202,13 @@ def test_store_stream_verifies_and_leaves_nothing_on_failure(tmp_path):
 
     data = b"x" * (3 << 20) + b"tail"
     digest = sha256_digest(data)
-    blobs, stored = _store_stream(tmp_path, [data[:1 << 20], data[1 << 20:]], digest, len(data))
+    blobs, stored = _store_stream(tmp_path, [data[: 1 << 20], data[1 << 20 :]], digest, len(data))
     assert stored == digest and blobs.read(digest) == data
     blob_dir = tmp_path / "blobs" / "sha256"
     failures = [
         ([data[:-1] + b"X"], digest, len(data), "digest mismatch"),
         ([data[:100]], digest, len(data), "the manifest says"),
-        ([data[:2 << 20], ConnectionResetError("peer went away")], digest, len(data), "peer went away"),
+        ([data[: 2 << 20], ConnectionResetError("peer went away")], digest, len(data), "peer went away"),
     ]
     blobs.delete(digest)
     for chunks, expected, size, message in failures:

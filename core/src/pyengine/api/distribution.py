@@ -162,7 +162,9 @@ class _LoopWriter:
 async def save(request: web.Request) -> web.StreamResponse:
     """``GET /images/get?names=`` and ``GET /images/{name}/get``: a docker-save / OCI-layout tar."""
     eng = engine(request)
-    names = [request.match_info["name"]] if "name" in request.match_info else request.query.getall("names", [])
+    names = (
+        [request.match_info["name"]] if "name" in request.match_info else request.query.getall("names", [])
+    )
     if not names:
         raise InvalidArgument("no image names given")
     for name in names:

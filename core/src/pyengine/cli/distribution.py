@@ -68,8 +68,9 @@ def push(ctx: click.Context, quiet: bool, all_tags: bool, name: str) -> int:
 @click.option("--password-stdin", is_flag=True, help="Take the password from stdin")
 @click.argument("server", required=False)
 @click.pass_context
-def login(ctx: click.Context, username: str | None, password: str | None, password_stdin: bool,
-          server: str | None) -> int:
+def login(
+    ctx: click.Context, username: str | None, password: str | None, password_stdin: bool, server: str | None
+) -> int:
     """Authenticate to a registry (defaults to Docker Hub)."""
     server = server or DOCKER_HUB
     if password_stdin:
@@ -163,8 +164,9 @@ def load(ctx: click.Context, input_path: str | None, quiet: bool) -> int:
     except OSError as exc:
         raise CommandError(f"open {input_path}: {exc.strerror.lower() if exc.strerror else exc}", 1) from exc
     try:
-        response = client.open_stream("POST", "/images/load", {"quiet": quiet}, body,
-                                      {"Content-Type": "application/x-tar"})
+        response = client.open_stream(
+            "POST", "/images/load", {"quiet": quiet}, body, {"Content-Type": "application/x-tar"}
+        )
     finally:
         if input_path:
             body.close()
@@ -192,7 +194,8 @@ def image_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str,
     if not force:
         warning = (
             "WARNING! This will remove all images without at least one container associated to them."
-            if all_ else "WARNING! This will remove all dangling images."
+            if all_
+            else "WARNING! This will remove all dangling images."
         )
         answer = input(f"{warning}\nAre you sure you want to continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):

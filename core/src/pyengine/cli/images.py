@@ -76,7 +76,7 @@ def stream_pull(
     )
     try:
         if quiet:
-            for line in progress_lines(response.iter_json()):
+            for _line in progress_lines(response.iter_json()):
                 pass
         else:
             display(response.iter_json(), out)

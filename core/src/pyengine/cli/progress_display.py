@@ -21,7 +21,9 @@ def _error_of(message: dict[str, Any]) -> str | None:
     return None
 
 
-def display(messages: Iterable[dict[str, Any]], out: TextIO | None = None, *, tty: bool | None = None) -> list[dict]:
+def display(
+    messages: Iterable[dict[str, Any]], out: TextIO | None = None, *, tty: bool | None = None
+) -> list[dict]:
     """Print the stream; return the ``aux`` objects; CommandError (exit 1) on an error message."""
     out = out or sys.stdout
     if tty is None:

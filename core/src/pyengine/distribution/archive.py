@@ -26,8 +26,11 @@ from pyengine.model.image import ImageConfig
 from pyengine.state.blobs import sha256_digest
 
 MAX_METADATA_BYTES = 32 << 20
-_MEDIA_BY_COMPRESSION = {"gzip": manifests.OCI_LAYER_GZIP, "zstd": manifests.OCI_LAYER_ZSTD,
-                         "": manifests.OCI_LAYER_TAR}
+_MEDIA_BY_COMPRESSION = {
+    "gzip": manifests.OCI_LAYER_GZIP,
+    "zstd": manifests.OCI_LAYER_ZSTD,
+    "": manifests.OCI_LAYER_TAR,
+}
 
 
 # ---- save --------------------------------------------------------------------------------------
@@ -59,24 +62,36 @@ def save(store: ImageStore, names: list[str], out: IO[bytes]) -> None:
             manifest_bytes = store.blobs.read(image.manifest_digest)
             media_type = json.loads(manifest_bytes).get("mediaType") or manifests.OCI_MANIFEST
             familiar = [reference.familiar(t) for t in tags]
-            docker_manifest.append({
-                "Config": _blob_path(image.id),
-                "RepoTags": familiar or None,
-                "Layers": [_blob_path(x["digest"]) for x in image.layers],
-            })
-            descriptor = {"mediaType": media_type, "digest": image.manifest_digest, "size": len(manifest_bytes)}
+            docker_manifest.append(
+                {
+                    "Config": _blob_path(image.id),
+                    "RepoTags": familiar or None,
+                    "Layers": [_blob_path(x["digest"]) for x in image.layers],
+                }
+            )
+            descriptor = {
+                "mediaType": media_type,
+                "digest": image.manifest_digest,
+                "size": len(manifest_bytes),
+            }
             for tag in tags or [None]:
                 entry = dict(descriptor)
                 if tag:
                     parsed = reference.parse(tag)
-                    entry["annotations"] = {"io.containerd.image.name": tag,
-                                            "org.opencontainers.image.ref.name": parsed.tag or "latest"}
+                    entry["annotations"] = {
+                        "io.containerd.image.name": tag,
+                        "org.opencontainers.image.ref.name": parsed.tag or "latest",
+                    }
                     repositories.setdefault(parsed.familiar_repository(), {})[parsed.tag or "latest"] = (
                         image.id.split(":", 1)[1]
                     )
                 index.append(entry)
-        _add_bytes(archive, "index.json", json.dumps(
-            {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": index}).encode(), now)
+        _add_bytes(
+            archive,
+            "index.json",
+            json.dumps({"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": index}).encode(),
+            now,
+        )
         _add_bytes(archive, "manifest.json", json.dumps(docker_manifest).encode(), now)
         if repositories:
             _add_bytes(archive, "repositories", json.dumps(repositories).encode(), now)
@@ -177,7 +192,9 @@ def _load_oci(store: ImageStore, archive: tarfile.TarFile, report: Callable[[str
             assert isinstance(document, manifests.Manifest)
         config_bytes = _member(archive, _blob_path(document.config.digest), MAX_METADATA_BYTES).read()
         if sha256_digest(config_bytes) != document.config.digest:
-            raise InvalidArgument(f"invalid archive: config {document.config.digest} does not match its digest")
+            raise InvalidArgument(
+                f"invalid archive: config {document.config.digest} does not match its digest"
+            )
         annotations = entry.get("annotations") or {}
         name = annotations.get("io.containerd.image.name") or ""
         tags = [reference.parse(name).normalized()] if name else []
@@ -208,8 +225,19 @@ def _import(
     new_blobs: list[str] = []
     new_chains: list[str] = []
     try:
-        return _import_layers(store, archive, config, config_bytes, sources, manifest_bytes, tags, report,
-                              chains, new_blobs, new_chains)
+        return _import_layers(
+            store,
+            archive,
+            config,
+            config_bytes,
+            sources,
+            manifest_bytes,
+            tags,
+            report,
+            chains,
+            new_blobs,
+            new_chains,
+        )
     except BaseException:
         # nothing of a failed image stays: its new layers and blobs go (others' stay untouched)
         for chain in reversed(new_chains):
@@ -221,8 +249,19 @@ def _import(
         raise
 
 
-def _import_layers(store, archive, config, config_bytes, sources, manifest_bytes, tags, report,  # type: ignore[no-untyped-def]
-                   chains, new_blobs, new_chains) -> Image:
+def _import_layers(
+    store,
+    archive,
+    config,
+    config_bytes,
+    sources,
+    manifest_bytes,
+    tags,
+    report,  # type: ignore[no-untyped-def]
+    chains,
+    new_blobs,
+    new_chains,
+) -> Image:
     diff_ids = config.rootfs.diff_ids
     layer_docs = []
     for index, (path, descriptor) in enumerate(sources):
@@ -240,7 +279,7 @@ def _import_layers(store, archive, config, config_bytes, sources, manifest_bytes
             with store.blobs.open(digest) as raw:
                 reader = layer_io.checked_decompress(raw, compression)
 
-                def verify(reader=reader, expected=diff_ids[index]) -> None:  # type: ignore[no-untyped-def]
+                def verify(reader=reader, expected=diff_ids[index], path=path) -> None:  # type: ignore[no-untyped-def]
                     got = reader.finish()
                     if got != expected:
                         raise InvalidArgument(
@@ -252,9 +291,17 @@ def _import_layers(store, archive, config, config_bytes, sources, manifest_bytes
                     store.add_layer(diff_ids[index], chains[index - 1] if index else None, reader, verify)
                 except (OSError, EOFError) as exc:
                     raise InvalidArgument(f"invalid archive: layer {path}: {exc}") from exc
-        layer_docs.append({"digest": digest, "diff_id": diff_ids[index], "size": store.blobs.size(digest),
-                           "mediaType": media_type})
-    image = store.add_image(config, layer_docs, 0, tags, config_bytes=config_bytes, manifest_bytes=manifest_bytes)
+        layer_docs.append(
+            {
+                "digest": digest,
+                "diff_id": diff_ids[index],
+                "size": store.blobs.size(digest),
+                "mediaType": media_type,
+            }
+        )
+    image = store.add_image(
+        config, layer_docs, 0, tags, config_bytes=config_bytes, manifest_bytes=manifest_bytes
+    )
     for tag in tags:
         report(f"Loaded image: {reference.familiar(tag)}\n")
     if not tags:

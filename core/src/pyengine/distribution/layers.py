@@ -159,8 +159,10 @@ def gzip_blob(blobs: BlobStore, digest: str) -> tuple[str, int]:
 
     def compress() -> None:
         try:
-            with blobs.open(digest) as source, _gzip.GzipFile(fileobj=pipe_write, mode="wb",
-                                                              compresslevel=1) as out:
+            with (
+                blobs.open(digest) as source,
+                _gzip.GzipFile(fileobj=pipe_write, mode="wb", compresslevel=1) as out,
+            ):
                 while chunk := source.read(_BATCH):
                     out.write(chunk)
         except BaseException as exc:  # noqa: BLE001 - re-raised by the reader below

@@ -79,9 +79,7 @@ def _descriptor(doc: Any, where: str) -> Descriptor:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidArgument(f"invalid manifest: {where} has an invalid size {size!r}")
     if doc.get("urls"):
-        raise InvalidArgument(
-            f"refusing {where} {digest}: it names foreign URLs, which are never followed"
-        )
+        raise InvalidArgument(f"refusing {where} {digest}: it names foreign URLs, which are never followed")
     try:
         check_digest(digest)
     except InvalidArgument as exc:
@@ -102,8 +100,11 @@ def parse(data: bytes, content_type: str | None) -> Manifest | Index:
         raise InvalidArgument("invalid manifest: not a JSON object")
     declared = doc.get("mediaType")
     content_type = (content_type or "").split(";")[0].strip()
-    if declared and content_type and content_type not in ("application/json", "text/plain") and (
-        declared != content_type
+    if (
+        declared
+        and content_type
+        and content_type not in ("application/json", "text/plain")
+        and (declared != content_type)
     ):
         raise InvalidArgument(
             f"manifest media type mismatch: the document says {declared}, the registry sent {content_type}"
@@ -150,8 +151,15 @@ class Platform:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
 
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
 
 
 def host() -> Platform:
@@ -191,5 +199,6 @@ def select(index: Index, wanted: Platform) -> Descriptor:
 
 
 def image_platform(config: dict[str, Any]) -> Platform:
-    return Platform(str(config.get("os", "")), str(config.get("architecture", "")),
-                    str(config.get("variant", "")))
+    return Platform(
+        str(config.get("os", "")), str(config.get("architecture", "")), str(config.get("variant", ""))
+    )

@@ -116,8 +116,12 @@ async def pull_layers(
                     raise
                 sink.emit(progress.status("Pull complete", ident))
             layer_docs.append(
-                {"digest": desc.digest, "diff_id": diff_ids[index], "size": desc.size,
-                 "mediaType": desc.media_type}
+                {
+                    "digest": desc.digest,
+                    "diff_id": diff_ids[index],
+                    "size": desc.size,
+                    "mediaType": desc.media_type,
+                }
             )
         await downloads
     except BaseException:
@@ -180,8 +184,11 @@ def _download_job(blobs, client, desc, ident, sink, done):  # type: ignore[no-un
             sink.throttled("Downloading", ident, received, desc.size)
 
         await layer_io.store_stream(
-            blobs, _checked_media_type(client.blob_chunks(desc.digest, desc.size), desc), desc.digest,
-            desc.size, on_progress,
+            blobs,
+            _checked_media_type(client.blob_chunks(desc.digest, desc.size), desc),
+            desc.digest,
+            desc.size,
+            on_progress,
         )
         sink.emit(progress.status("Verifying Checksum", ident))
         sink.emit(progress.status("Download complete", ident))
@@ -191,7 +198,11 @@ def _download_job(blobs, client, desc, ident, sink, done):  # type: ignore[no-un
 
 
 def _unpack(
-    store: ImageStore, desc: manifests.Descriptor, diff_id: str, parent: str | None, ident: str,
+    store: ImageStore,
+    desc: manifests.Descriptor,
+    diff_id: str,
+    parent: str | None,
+    ident: str,
     sink: progress.ProgressSink,
 ) -> int:
     compression = manifests.LAYER_COMPRESSION[desc.media_type]
@@ -208,7 +219,9 @@ def _unpack(
         def verify() -> None:
             got = reader.finish()
             if got != diff_id:
-                raise InvalidArgument(f"layer {desc.digest}: its content has diff ID {got}, the config says {diff_id}")
+                raise InvalidArgument(
+                    f"layer {desc.digest}: its content has diff ID {got}, the config says {diff_id}"
+                )
 
         try:
             return store.add_layer(diff_id, parent, reader, verify)  # type: ignore[arg-type]
@@ -245,8 +258,13 @@ class _Counting:
 
 
 async def pull(
-    store: ImageStore, ref: Reference, creds: Credentials, wanted: manifests.Platform,
-    sink: progress.ProgressSink, *, started: asyncio.Event | None = None,
+    store: ImageStore,
+    ref: Reference,
+    creds: Credentials,
+    wanted: manifests.Platform,
+    sink: progress.ProgressSink,
+    *,
+    started: asyncio.Event | None = None,
 ) -> tuple[Image, ResolvedImage, bool]:
     """The whole pull; (image, what was resolved, whether anything new was stored)."""
     async with RegistryClient(ref.registry, ref.path, creds) as client:
@@ -254,9 +272,7 @@ async def pull(
         if started is not None:
             started.set()
         sink.emit(progress.status(f"Pulling from {ref.path}", ref.tag or ref.digest or "latest"))
-        before = {
-            i.id: set(i.repo_digests) | set(i.tags) for i in await asyncio.to_thread(store.list)
-        }
+        before = {i.id: set(i.repo_digests) | set(i.tags) for i in await asyncio.to_thread(store.list)}
         image = await pull_layers(store, client, resolved, sink)
         fresh = image.id not in before or not (set(image.tags) | set(image.repo_digests)) <= before[image.id]
         return image, resolved, fresh

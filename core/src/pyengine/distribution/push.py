@@ -36,7 +36,9 @@ def _compressed_layers(store: ImageStore, image: Image) -> Image:
     if not changed:
         return image
     old = [x["digest"] for x in image.layers]
-    image = store.update_distribution(image.id, layers=layers, manifest_bytes=_docker_manifest(store, image.id, layers))
+    image = store.update_distribution(
+        image.id, layers=layers, manifest_bytes=_docker_manifest(store, image.id, layers)
+    )
     still_used = {x["digest"] for other in store.list() for x in other.layers}
     for digest in old:
         if digest not in still_used:
@@ -48,7 +50,11 @@ def _docker_manifest(store: ImageStore, image_id: str, layers: list[dict[str, An
     doc = {
         "schemaVersion": 2,
         "mediaType": manifests.DOCKER_MANIFEST,
-        "config": {"mediaType": manifests.DOCKER_CONFIG, "size": store.blobs.size(image_id), "digest": image_id},
+        "config": {
+            "mediaType": manifests.DOCKER_CONFIG,
+            "size": store.blobs.size(image_id),
+            "digest": image_id,
+        },
         "layers": [{"mediaType": x["mediaType"], "size": x["size"], "digest": x["digest"]} for x in layers],
     }
     return json.dumps(doc, indent=3).encode()
@@ -60,9 +66,11 @@ def _manifest_for(store: ImageStore, image: Image) -> tuple[bytes, str]:
     try:
         data = store.blobs.read(image.manifest_digest)
         document = manifests.parse(data, None)
-        if isinstance(document, manifests.Manifest) and [d.digest for d in document.layers] == [
-            x["digest"] for x in image.layers
-        ] and document.config.digest == image.id:
+        if (
+            isinstance(document, manifests.Manifest)
+            and [d.digest for d in document.layers] == [x["digest"] for x in image.layers]
+            and document.config.digest == image.id
+        ):
             return data, document.media_type
     except Exception:  # noqa: BLE001 - any doubt: build a fresh one
         pass
@@ -79,8 +87,9 @@ def _mount_sources(image: Image, ref: Reference) -> list[str]:
     return sources
 
 
-async def _file_chunks(store: ImageStore, digest: str, ident: str, size: int,
-                       sink: progress.ProgressSink) -> AsyncIterator[bytes]:
+async def _file_chunks(
+    store: ImageStore, digest: str, ident: str, size: int, sink: progress.ProgressSink
+) -> AsyncIterator[bytes]:
     handle = await asyncio.to_thread(store.blobs.open, digest)
     sent = 0
     try:
@@ -93,13 +102,19 @@ async def _file_chunks(store: ImageStore, digest: str, ident: str, size: int,
 
 
 async def push(
-    store: ImageStore, ref: Reference, creds: Credentials, sink: progress.ProgressSink,
-    *, started: asyncio.Event | None = None,
+    store: ImageStore,
+    ref: Reference,
+    creds: Credentials,
+    sink: progress.ProgressSink,
+    *,
+    started: asyncio.Event | None = None,
 ) -> tuple[str, int]:
     """Push the image tagged ``ref``; return (manifest digest, manifest size)."""
     image = await asyncio.to_thread(store.resolve, ref.normalized())
     sources = _mount_sources(image, ref)
-    async with RegistryClient(ref.registry, ref.path, creds, push=True, extra_pull_scopes=tuple(sources)) as client:
+    async with RegistryClient(
+        ref.registry, ref.path, creds, push=True, extra_pull_scopes=tuple(sources)
+    ) as client:
         if started is not None:
             started.set()
         sink.emit(progress.status(f"The push refers to repository [{ref.familiar_repository()}]"))
@@ -113,7 +128,9 @@ async def push(
                 ident = progress.short_id(layer["diff_id"])
                 digest, size = layer["digest"], layer["size"]
                 if not store.blobs.exists(digest):
-                    raise NotFound(f"layer blob {digest} of {ref.familiar()} is missing from the content store")
+                    raise NotFound(
+                        f"layer blob {digest} of {ref.familiar()} is missing from the content store"
+                    )
                 if await client.blob_exists(digest):
                     sink.emit(progress.status("Layer already exists", ident))
                     return

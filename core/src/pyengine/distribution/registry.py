@@ -117,7 +117,7 @@ class RegistryClient:
         return self._session
 
     def _where(self, url: URL | str) -> str:
-        return f'{self.base.scheme}://{self.registry}' if url is None else str(url)
+        return f"{self.base.scheme}://{self.registry}" if url is None else str(url)
 
     # ---- authentication ---------------------------------------------------------------------
     async def login(self) -> None:
@@ -162,9 +162,13 @@ class RegistryClient:
         headers = {}
         if self.creds.identity_token:
             # OAuth2 refresh-token grant, as Docker does for identity tokens.
-            form = {"grant_type": "refresh_token", "refresh_token": self.creds.identity_token,
-                    "service": params.get("service", ""), "scope": " ".join(self.scopes),
-                    "client_id": "pyengine"}
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.creds.identity_token,
+                "service": params.get("service", ""),
+                "scope": " ".join(self.scopes),
+                "client_id": "pyengine",
+            }
             request = self.session.post(token_url, data=form, allow_redirects=False)
         else:
             if self.creds.username or self.creds.password:
@@ -175,7 +179,9 @@ class RegistryClient:
             async with request as response:
                 body = await response.content.read(1 << 20)
                 if response.status == 401:
-                    raise Unauthorized(f"login attempt to {self.base}/v2/ failed with status: 401 Unauthorized")
+                    raise Unauthorized(
+                        f"login attempt to {self.base}/v2/ failed with status: 401 Unauthorized"
+                    )
                 if response.status >= 400:
                     raise RegistryError(f"token request to {token_url} failed: {response.status}")
         except aiohttp.ClientError as exc:
@@ -190,8 +196,14 @@ class RegistryClient:
         return str(token)
 
     async def _send(
-        self, method: str, url: URL, *, headers: dict[str, str] | None = None, data: Any = None,
-        auth: bool = True, params: Any = None,
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        auth: bool = True,
+        params: Any = None,
     ) -> aiohttp.ClientResponse:
         headers = dict(headers or {})
         if auth and self._authorization:
@@ -202,12 +214,18 @@ class RegistryClient:
             )
         except aiohttp.ClientConnectorError as exc:
             raise Unavailable(f'{method.title()} "{url}": {exc.os_error or exc}') from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unavailable(f'{method.title()} "{url}": {exc or type(exc).__name__}') from exc
 
     async def request(
-        self, method: str, url: URL, *, headers: dict[str, str] | None = None, data: Any = None,
-        params: Any = None, replayable: bool = True,
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        params: Any = None,
+        replayable: bool = True,
     ) -> aiohttp.ClientResponse:
         """Send one request, answering a 401 challenge once (if the body can be sent again) and
         following same-host redirects with credentials, other-host redirects without."""
@@ -245,7 +263,11 @@ class RegistryClient:
             if length is not None and length > MAX_MANIFEST_BYTES:
                 raise InvalidArgument(f"manifest too large: {length} bytes (limit {MAX_MANIFEST_BYTES})")
             data = await response.content.read(MAX_MANIFEST_BYTES + 1)
-            if len(data) > MAX_MANIFEST_BYTES or not response.content.at_eof() and await response.content.read(1):
+            if (
+                len(data) > MAX_MANIFEST_BYTES
+                or not response.content.at_eof()
+                and await response.content.read(1)
+            ):
                 raise InvalidArgument(f"manifest too large: over {MAX_MANIFEST_BYTES} bytes")
             content_type = response.headers.get("Content-Type", "")
         digest = sha256_digest(data)
@@ -265,7 +287,9 @@ class RegistryClient:
             return
         detail = _spec_error(await response.content.read(1 << 16))
         if response.status in (401, 403):
-            raise PermissionDenied(f"{what}: {response.status} denied: {detail or 'requested access to the resource is denied'}")
+            raise PermissionDenied(
+                f"{what}: {response.status} denied: {detail or 'requested access to the resource is denied'}"
+            )
         if response.status == 404:
             raise NotFound(f"{what}: {detail or 'not found'}")
         raise RegistryError(f"{what}: {response.status} {detail}")
@@ -290,9 +314,11 @@ class RegistryClient:
                 async for chunk in response.content.iter_chunked(CHUNK):
                     received += len(chunk)
                     if received > size_limit:
-                        raise InvalidArgument(f"blob {digest} is larger than the manifest's {size_limit} bytes")
+                        raise InvalidArgument(
+                            f"blob {digest} is larger than the manifest's {size_limit} bytes"
+                        )
                     yield chunk
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
                 raise Unavailable(f"download of {digest} interrupted: {exc or type(exc).__name__}") from exc
 
     async def read_blob(self, digest: str, size: int) -> bytes:
@@ -337,14 +363,20 @@ class RegistryClient:
             return url.join(URL(response.headers["Location"]))
 
     async def upload_blob(
-        self, digest: str, size: int, chunks: Callable[[], AsyncIterator[bytes]],
+        self,
+        digest: str,
+        size: int,
+        chunks: Callable[[], AsyncIterator[bytes]],
         upload_url: URL | None = None,
     ) -> None:
         """Upload a blob: one streamed PATCH (chunked transfer encoding), then PUT ?digest=."""
         location = upload_url or await self.start_upload()
         response = await self.request(
-            "PATCH", location, headers={"Content-Type": "application/octet-stream"},
-            data=chunks(), replayable=False,
+            "PATCH",
+            location,
+            headers={"Content-Type": "application/octet-stream"},
+            data=chunks(),
+            replayable=False,
         )
         async with response:
             await self._raise_for(response, f"PATCH {location}")

@@ -9,6 +9,7 @@ image references it any more.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -16,7 +17,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -305,8 +305,12 @@ class ImageStore:
         return self.driver.exists(layer_key(chain_id))
 
     def update_distribution(
-        self, image_id: str, *, layers: list[dict[str, Any]] | None = None,
-        manifest_bytes: bytes | None = None, repo_digest: str | None = None,
+        self,
+        image_id: str,
+        *,
+        layers: list[dict[str, Any]] | None = None,
+        manifest_bytes: bytes | None = None,
+        repo_digest: str | None = None,
     ) -> Image:
         """Replace an image's layer blobs (compressed for a push) and manifest, or add a repo digest."""
         row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))

@@ -29,7 +29,9 @@ def sha(data: bytes) -> str:
 
 
 class HostileRegistry:
-    def __init__(self, layer_tar: bytes, *, token_auth: bool = False, users: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, layer_tar: bytes, *, token_auth: bool = False, users: dict[str, str] | None = None
+    ) -> None:
         self.token_auth = token_auth
         self.users = users or {}
         self.token_requests: list[dict[str, str]] = []
@@ -43,25 +45,49 @@ class HostileRegistry:
         self._runner: web.AppRunner | None = None
 
     def config(self, diff_id: str | None = None) -> bytes:
-        return json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                           "rootfs": {"type": "layers", "diff_ids": [diff_id or self.diff_id]}}).encode()
+        return json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "config": {"Cmd": ["sh"]},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id or self.diff_id]},
+            }
+        ).encode()
 
-    def manifest(self, config: bytes, layer: bytes, *, size: int | None = None, media: str = GZIP_LAYER,
-                 extra_layer: dict | None = None) -> bytes:
+    def manifest(
+        self,
+        config: bytes,
+        layer: bytes,
+        *,
+        size: int | None = None,
+        media: str = GZIP_LAYER,
+        extra_layer: dict | None = None,
+    ) -> bytes:
         self.blobs[sha(config)] = config
         self.blobs[sha(layer)] = layer
         layer_doc = {"mediaType": media, "digest": sha(layer), "size": len(layer) if size is None else size}
         if extra_layer:
             layer_doc.update(extra_layer)
-        return json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                                      "digest": sha(config), "size": len(config)},
-                           "layers": [layer_doc]}).encode()
+        return json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": sha(config),
+                    "size": len(config),
+                },
+                "layers": [layer_doc],
+            }
+        ).encode()
 
     def _challenge(self) -> web.Response:
         return web.json_response(
-            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, status=401,
-            headers={"WWW-Authenticate": f'Bearer realm="http://127.0.0.1:{self.port}/token",service="hostile"'},
+            {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+            status=401,
+            headers={
+                "WWW-Authenticate": f'Bearer realm="http://127.0.0.1:{self.port}/token",service="hostile"'
+            },
         )
 
     def _denied(self, request: web.Request) -> web.Response | None:
@@ -109,11 +135,15 @@ class HostileRegistry:
             doc["annotations"] = {"padding": "x" * (5 << 20)}
             body = json.dumps(doc).encode()
         elif scenario == "foreign-urls":
-            body = self.manifest(self.config(), self.layer, extra_layer={
-                "urls": [f"http://127.0.0.1:{self.port}/elsewhere/layer"]})
+            body = self.manifest(
+                self.config(),
+                self.layer,
+                extra_layer={"urls": [f"http://127.0.0.1:{self.port}/elsewhere/layer"]},
+            )
         elif scenario == "foreign-media-type":
-            body = self.manifest(self.config(), self.layer,
-                                 media="application/vnd.docker.image.rootfs.foreign.diff.tar.gzip")
+            body = self.manifest(
+                self.config(), self.layer, media="application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+            )
         elif scenario == "diff-id-mismatch":
             body = self.manifest(self.config(sha(b"something else")), self.layer)
         elif scenario == "gzip-that-is-not":
@@ -121,10 +151,12 @@ class HostileRegistry:
         elif scenario == "not-json":
             body = b"{this is not json"
         else:
-            return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]},
-                                     status=404)
-        return web.Response(body=body, headers={"Content-Type": content_type,
-                                                "Docker-Content-Digest": sha(body)})
+            return web.json_response(
+                {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}, status=404
+            )
+        return web.Response(
+            body=body, headers={"Content-Type": content_type, "Docker-Content-Digest": sha(body)}
+        )
 
     async def handle_blob(self, request: web.Request) -> web.StreamResponse:
         scenario = request.match_info["repo"].split("/")[-1]
@@ -145,7 +177,7 @@ class HostileRegistry:
                 response.enable_chunked_encoding()
                 await response.prepare(request)
                 for start in range(0, len(data), 65536):
-                    await response.write(data[start:start + 65536])
+                    await response.write(data[start : start + 65536])
                 await response.write_eof()
                 return response
             elif scenario == "interrupted":

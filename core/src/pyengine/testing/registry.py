@@ -53,7 +53,9 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 @contextmanager
-def reference_registry(*, users: dict[str, str] | None = None, timeout: float = 20.0) -> Iterator[RegistryProcess]:
+def reference_registry(
+    *, users: dict[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[RegistryProcess]:
     """Start docker-registry on 127.0.0.1:<free port>; with ``users``, htpasswd basic auth."""
     if not registry_available():
         raise RuntimeError(f"{REGISTRY_BINARY} is not installed (Debian package docker-registry)")
@@ -74,14 +76,21 @@ def reference_registry(*, users: dict[str, str] | None = None, timeout: float = 
             f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
         )
     log = open(os.path.join(base_dir, "registry.log"), "ab")  # noqa: SIM115
-    process = subprocess.Popen([REGISTRY_BINARY, "serve", config], stdout=log, stderr=log,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [REGISTRY_BINARY, "serve", config],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited: {open(os.path.join(base_dir, 'registry.log')).read()[-2000:]}")
+                raise RuntimeError(
+                    f"docker-registry exited: {open(os.path.join(base_dir, 'registry.log')).read()[-2000:]}"
+                )
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2).close()
                 break
