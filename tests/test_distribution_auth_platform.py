@@ -144,3 +144,14 @@ def test_platform_is_chosen_from_a_multi_platform_index(cli, busybox):
         none = cli("pull", "--platform", "linux/s390x", f"{repository}:multi")
         assert none.returncode == 1 and "no matching manifest for linux/s390x" in none.stderr
         cli("rmi", f"{repository}:multi", f"{repository}:amd64")
+
+
+def test_credentials_are_not_sent_along_a_redirect_to_another_host(cli, token_registry, tmp_path):
+    address = f"127.0.0.1:{token_registry.port}"
+    login = run_cli(cli, tmp_path, "login", "-u", "bob", "--password-stdin", address, input="hunter2\n")
+    assert login.returncode == 0, login.stderr
+    ref = f"{address}/private/redirect:1"
+    pulled = run_cli(cli, tmp_path, "pull", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    assert token_registry.cdn_authorization == [None]  # the blob came from the other host, anonymously
+    cli("rmi", ref)

@@ -221,3 +221,78 @@ def cli_with_env(cli, extra: dict[str, str], *args: str, input: str | None = Non
     return subprocess.run(
         [*cli.argv, *args], input=input, capture_output=True, text=True, timeout=120, env={**cli.env, **extra}
     )
+
+
+def test_pull_shows_live_layer_bars_on_a_terminal(cli, daemon, registry, run_in_pty, tmp_path):
+    import io
+    import tarfile
+
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as tar:  # a layer of its own: nothing of it is present locally
+        info = tarfile.TarInfo("payload.bin")
+        info.size = 3 << 20
+        tar.addfile(info, io.BytesIO(os.urandom(info.size)))
+    ref = unique(registry, "tty/bb") + ":1"
+    assert cli("import", str(layer), ref).returncode == 0
+    assert cli("push", ref).returncode == 0
+    cli("rmi", ref)
+    output, _status = run_in_pty([*cli.argv, "pull", ref], [], env=cli.env)
+    # (the pty harness may report -1 when the pty closes before it reaps the client: check the output)
+    assert output.rstrip().endswith(ref.encode()), output
+    assert b"Downloading [" in output and b"Pull complete" in output
+    assert b"\x1b[" in output  # the layer's line is redrawn in place
+    cli("rmi", ref)
+
+
+def test_pull_by_digest(cli, busybox, registry):
+    ref = unique(registry, "bydigest/bb")
+    cli("tag", busybox, f"{ref}:1")
+    pushed = cli("push", f"{ref}:1")
+    digest = pushed.stdout.split("digest: ")[1].split()[0]
+    cli("rmi", f"{ref}:1")
+    pulled = cli("pull", f"{ref}@{digest}")
+    assert pulled.returncode == 0, pulled.stderr
+    assert pulled.stdout.rstrip().endswith(f"{ref}@{digest}")
+    assert cli("run", "--rm", f"{ref}@{digest}", "echo", "pinned").stdout == "pinned\n"
+    wrong = cli("pull", f"{ref}@sha256:{'0' * 64}")
+    assert wrong.returncode == 1
+    removed = cli("rmi", f"{ref}@{digest}")
+    assert f"Untagged: {ref}@{digest}" in removed.stdout, removed.stderr
+    assert cli("inspect", "--type", "image", busybox).returncode == 0  # only the digest reference went
+
+
+def test_image_prune_removes_dangling_then_unused(cli, busybox_tar):
+    dangling = cli("import", str(busybox_tar)).stdout.strip()
+    cli("import", "-c", "LABEL keep=1", str(busybox_tar), "prune-tagged:1")
+    in_use = cli("import", str(busybox_tar), "prune-in-use:1")
+    assert in_use.returncode == 0
+    container = cli("create", "prune-in-use:1", "true").stdout.strip()
+    pruned = cli("image", "prune", "-f")
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"deleted: {dangling}" in pruned.stdout
+    assert cli("inspect", "--type", "image", "prune-tagged:1").returncode == 0
+    kept = cli("image", "prune", "-a", "-f", "--filter", "label=keep=2")
+    assert cli("inspect", "--type", "image", "prune-tagged:1").returncode == 0, kept.stdout
+    everything = cli("image", "prune", "-a", "-f", "--filter", "label=keep")
+    assert "untagged: prune-tagged:1" in everything.stdout
+    assert cli("inspect", "--type", "image", "prune-tagged:1").returncode != 0
+    assert cli("inspect", "--type", "image", "prune-in-use:1").returncode == 0  # a container uses it
+    cli("rm", container)
+    cli("rmi", "prune-in-use:1")
+
+
+@pytest.mark.docker_cli
+def test_docker_cli_save_load_and_prune_against_our_daemon(docker, busybox, tmp_path):
+    archive = tmp_path / "via-docker-cli.tar"
+    tagged = docker("tag", busybox, "dockercli-save:1")
+    assert tagged.returncode == 0, tagged.stderr
+    saved = docker("save", "-o", str(archive), "dockercli-save:1")
+    assert saved.returncode == 0, saved.stderr
+    docker("rmi", "dockercli-save:1")
+    loaded = docker("load", "-i", str(archive))
+    assert loaded.returncode == 0 and "Loaded image: dockercli-save:1" in loaded.stdout, loaded.stderr
+    history = docker("history", "dockercli-save:1")
+    assert history.returncode == 0 and "IMAGE" in history.stdout
+    pruned = docker("image", "prune", "-f")
+    assert pruned.returncode == 0 and "Total reclaimed space" in pruned.stdout, pruned.stderr
+    docker("rmi", "dockercli-save:1")

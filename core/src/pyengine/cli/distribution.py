@@ -204,8 +204,7 @@ def image_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str,
     for item in filters:
         key, _, value = item.partition("=")
         doc.setdefault(key, {})[value] = True
-    if not all_:
-        doc.setdefault("dangling", {})["true"] = True
+    doc["dangling"] = {"false" if all_ else "true": True}  # as the docker CLI sends it
     client = client_of(ctx)
     report = client.post("/images/prune", {"filters": json.dumps(doc)})
     deleted = report.get("ImagesDeleted") or []

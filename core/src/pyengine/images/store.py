@@ -161,6 +161,11 @@ class ImageStore:
                 row = self.db.query_one("SELECT image_id FROM tags WHERE ref=?", (ref.normalized(),))
                 if row:
                     return self._load(row[0])
+                if ref.digest:  # repo@digest: the image pulled (or pushed) under that digest
+                    wanted = f"{ref.repository}@{ref.digest}"
+                    for image in self.list():
+                        if wanted in image.repo_digests:
+                            return image
                 if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
                     shown = ref.familiar()
             candidates = self._ids_with_prefix("sha256:" + name) if _is_hex(name) else []
@@ -352,6 +357,20 @@ class ImageStore:
         Returns Docker's list of ``{"Untagged": ref}`` and ``{"Deleted": id}`` items.
         """
         image = self.resolve(name)
+        digest_ref = self._named_by_repo_digest(name, image)
+        if digest_ref is not None:
+            # rmi repo@digest drops that digest reference; the image goes with its last reference
+            remaining = [d for d in image.repo_digests if d != digest_ref]
+            with self.db.transaction() as cur:
+                row = cur.execute("SELECT doc FROM images WHERE id=?", (image.id,)).fetchone()
+                doc = loads(row[0])
+                doc["repo_digests"] = remaining
+                cur.execute("UPDATE images SET doc=? WHERE id=?", (dumps(doc), image.id))
+            report = [{"Untagged": reference.familiar(digest_ref)}]
+            if image.tags or remaining or users.get(image.id):
+                return report
+            self._delete_image(image)
+            return [*report, {"Deleted": image.id}]
         by_reference = self._named_by_reference(name, image)
         containers = users.get(image.id, [])
         report: list[dict[str, str]] = []
@@ -386,6 +405,14 @@ class ImageStore:
         self._delete_image(image)
         report.append({"Deleted": image.id})
         return report
+
+    def _named_by_repo_digest(self, name: str, image: Image) -> str | None:
+        try:
+            ref = reference.parse(name)
+        except InvalidArgument:
+            return None
+        wanted = f"{ref.repository}@{ref.digest}" if ref.digest else None
+        return wanted if wanted in image.repo_digests else None
 
     def _named_by_reference(self, name: str, image: Image) -> bool:
         try:

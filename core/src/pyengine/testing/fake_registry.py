@@ -35,6 +35,7 @@ class HostileRegistry:
         self.token_auth = token_auth
         self.users = users or {}
         self.token_requests: list[dict[str, str]] = []
+        self.cdn_authorization: list[str | None] = []
         self.layer = gzip.compress(layer_tar, compresslevel=1)
         self.plain = layer_tar
         self.diff_id = sha(layer_tar)
@@ -117,7 +118,7 @@ class HostileRegistry:
         if (denied := self._denied(request)) is not None:
             return denied
         content_type = DOCKER_MANIFEST
-        if scenario == "ok":
+        if scenario in ("ok", "redirect"):
             body = self.manifest(self.config(), self.layer)
         elif scenario in ("digest-mismatch", "truncated", "interrupted"):
             body = self.manifest(self.config(), self.layer)
@@ -168,6 +169,8 @@ class HostileRegistry:
         if data is None:
             return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
         if data is self.layer or data is self.plain:
+            if scenario == "redirect":  # to another host name (a CDN): credentials must not follow
+                raise web.HTTPTemporaryRedirect(f"http://localhost:{self.port}/cdn/{digest}")
             if scenario == "digest-mismatch":
                 data = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
             elif scenario == "truncated":
@@ -187,6 +190,11 @@ class HostileRegistry:
                 request.transport.close()
                 return response
         return web.Response(body=data, headers={"Content-Type": "application/octet-stream"})
+
+    async def handle_cdn(self, request: web.Request) -> web.Response:
+        self.requests.append(request.path)
+        self.cdn_authorization.append(request.headers.get("Authorization"))
+        return web.Response(body=self.blobs[request.match_info["digest"]])
 
     async def handle_elsewhere(self, request: web.Request) -> web.Response:
         self.requests.append(request.path)
@@ -211,6 +219,7 @@ class HostileRegistry:
             app.router.add_route("*", "/v2/{repo:.+}/blobs/{digest}", self.handle_blob)
             app.router.add_get("/elsewhere/layer", self.handle_elsewhere)
             app.router.add_get("/token", self.handle_token)
+            app.router.add_get("/cdn/{digest}", self.handle_cdn)
             self._runner = web.AppRunner(app)
             self._loop.run_until_complete(self._runner.setup())
             self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
