@@ -33,7 +33,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyengine.testing.registry import reference_registry
+from pyengine.testing.reference_registry import reference_registry
 
 from bench.sides import (
     DOCKER,

@@ -13,7 +13,7 @@ from pyengine.distribution.manifests import DOCKER_MANIFEST, OCI_INDEX
 from pyengine.distribution.registry import RegistryClient
 from pyengine.images.reference import parse
 from pyengine.testing.fake_registry import HostileRegistry
-from pyengine.testing.registry import reference_registry, registry_available
+from pyengine.testing.reference_registry import reference_registry, registry_available
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from pyengine.testing import dockerd as dockerd_harness
-from pyengine.testing.registry import reference_registry, registry_available
+from pyengine.testing.reference_registry import reference_registry, registry_available
 
 pytestmark = pytest.mark.skipif(not registry_available(), reason="docker-registry is not installed")
 DOCKER = "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else "docker"
