@@ -47,15 +47,26 @@ def _compressed_layers(store: ImageStore, image: Image) -> Image:
 
 
 def _docker_manifest(store: ImageStore, image_id: str, layers: list[dict[str, Any]]) -> bytes:
+    """Docker schema2 when every layer is a Docker gzip layer (what Docker 20.10 pulls best), else an
+    OCI manifest (zstd and other OCI layer types have no schema2 spelling)."""
+    docker = all(x["mediaType"] == manifests.DOCKER_LAYER_GZIP for x in layers)
+    oci_name = {manifests.DOCKER_LAYER_GZIP: manifests.OCI_LAYER_GZIP}
     doc = {
         "schemaVersion": 2,
-        "mediaType": manifests.DOCKER_MANIFEST,
+        "mediaType": manifests.DOCKER_MANIFEST if docker else manifests.OCI_MANIFEST,
         "config": {
-            "mediaType": manifests.DOCKER_CONFIG,
+            "mediaType": manifests.DOCKER_CONFIG if docker else manifests.OCI_CONFIG,
             "size": store.blobs.size(image_id),
             "digest": image_id,
         },
-        "layers": [{"mediaType": x["mediaType"], "size": x["size"], "digest": x["digest"]} for x in layers],
+        "layers": [
+            {
+                "mediaType": x["mediaType"] if docker else oci_name.get(x["mediaType"], x["mediaType"]),
+                "size": x["size"],
+                "digest": x["digest"],
+            }
+            for x in layers
+        ],
     }
     return json.dumps(doc, indent=3).encode()
 
@@ -74,7 +85,8 @@ def _manifest_for(store: ImageStore, image: Image) -> tuple[bytes, str]:
             return data, document.media_type
     except Exception:  # noqa: BLE001 - any doubt: build a fresh one
         pass
-    return _docker_manifest(store, image.id, image.layers), manifests.DOCKER_MANIFEST
+    data = _docker_manifest(store, image.id, image.layers)
+    return data, json.loads(data)["mediaType"]
 
 
 def _mount_sources(image: Image, ref: Reference) -> list[str]:
