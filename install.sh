@@ -16,7 +16,7 @@ if ((${#need_packages[@]})); then
 fi
 
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_vfs
+"$prefix/bin/pip" install -q --disable-pip-version-check "./core[fast]" ./plugins/storage_vfs
 ln -sf "$prefix/bin/pyengine" /usr/local/bin/pyengine
 
 # The local busybox image (nothing comes from Docker Hub). `pyengine` starts the daemon if none runs.
