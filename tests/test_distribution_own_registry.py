@@ -7,7 +7,9 @@ import uuid
 
 import pytest
 
-own_registry = pytest.importorskip("pyengine.testing.registry", reason="the registry server is not in this tree")
+own_registry = pytest.importorskip(
+    "pyengine.testing.registry", reason="the registry server is not in this tree"
+)
 if not hasattr(own_registry, "running_registry"):
     pytest.skip("the registry server harness is not in this tree", allow_module_level=True)
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -296,15 +297,16 @@ class ImageStore:
         """Unpack a layer under its chain ID unless it is there; ``check`` runs after unpacking
         (a diff ID verification) and the layer is removed again if it raises."""
         chain = chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
-        existed = self.driver.exists(layer_key(chain))
-        size = self._ensure_layer(diff_id, parent_chain, tar)
-        if check is not None and not existed:
-            try:
-                check()
-            except BaseException:
-                self._remove_layer_quietly(layer_key(chain))
-                raise
-        return size
+        with _layer_lock(chain):  # two pulls of one image must not unpack the same layer at once
+            existed = self.driver.exists(layer_key(chain))
+            size = self._ensure_layer(diff_id, parent_chain, tar)
+            if check is not None and not existed:
+                try:
+                    check()
+                except BaseException:
+                    self._remove_layer_quietly(layer_key(chain))
+                    raise
+            return size
 
     def layer_exists(self, chain_id: str) -> bool:
         return self.driver.exists(layer_key(chain_id))
@@ -468,6 +470,15 @@ class ImageStore:
             items[0]["Id"] = image.id
             items[0]["Tags"] = [reference.familiar(t) for t in image.tags]
         return items
+
+
+_LAYER_LOCKS: dict[str, threading.Lock] = {}
+_LAYER_LOCKS_GUARD = threading.Lock()
+
+
+def _layer_lock(chain: str) -> threading.Lock:
+    with _LAYER_LOCKS_GUARD:
+        return _LAYER_LOCKS.setdefault(chain, threading.Lock())
 
 
 def build_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]) -> bytes:
