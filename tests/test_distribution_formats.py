@@ -105,3 +105,35 @@ def test_oci_image_with_zstd_gzip_and_plain_layers(cli, busybox_tar):
         assert [x["mediaType"] for x in copy["layers"]][1] == OCI_LAYER_ZSTD
         assert copy["mediaType"] == OCI_MANIFEST and copy["layers"][2]["mediaType"] == OCI_LAYER_GZIP
         cli("rmi", ref, other)
+
+
+async def _chunked_round_trip(address: str, data: bytes) -> tuple[bytes, bytes]:
+    from pyengine.state.blobs import sha256_digest
+
+    digest = sha256_digest(data)
+
+    async def pieces():
+        for start in range(0, len(data), 100_000):
+            yield data[start : start + 100_000]
+
+    async with RegistryClient(address, "formats/chunked", push=True) as client:
+        await client.login()
+        await client.upload_blob(digest, len(data), pieces, chunk_size=1 << 20)
+        streamed = data[::-1]
+        await client.upload_blob(sha256_digest(streamed), len(streamed), lambda: _once(streamed))
+        got = await client.read_blob(digest, len(data))
+        got_streamed = await client.read_blob(sha256_digest(streamed), len(streamed))
+    return got, got_streamed
+
+
+async def _once(data: bytes):
+    yield data
+
+
+def test_chunked_and_streamed_blob_uploads(tmp_path):
+    import os
+
+    data = os.urandom((3 << 20) + 12345)  # three full chunks and a short one
+    with reference_registry() as registry:
+        got, got_streamed = asyncio.run(_chunked_round_trip(registry.address, data))
+    assert got == data and got_streamed == data[::-1]

@@ -368,23 +368,37 @@ class RegistryClient:
         size: int,
         chunks: Callable[[], AsyncIterator[bytes]],
         upload_url: URL | None = None,
+        *,
+        chunk_size: int | None = None,
     ) -> None:
-        """Upload a blob: one streamed PATCH (chunked transfer encoding), then PUT ?digest=."""
+        """Upload a blob, then ``PUT ?digest=`` to commit it.
+
+        By default one streamed PATCH (chunked transfer encoding), as Docker does. With
+        ``chunk_size``, the spec's chunked upload instead: PATCHes of at most that many bytes, each
+        with its ``Content-Range``, for registries or proxies that limit the size of one request.
+        """
         location = upload_url or await self.start_upload()
-        response = await self.request(
-            "PATCH",
-            location,
-            headers={"Content-Type": "application/octet-stream"},
-            data=chunks(),
-            replayable=False,
-        )
-        async with response:
-            await self._raise_for(response, f"PATCH {location}")
-            location = location.join(URL(response.headers.get("Location", str(location))))
+        if chunk_size is None:
+            location = await self._patch(location, chunks(), None)
+        else:
+            offset = 0
+            async for piece in _regrouped(chunks(), chunk_size):
+                location = await self._patch(location, piece, (offset, offset + len(piece) - 1))
+                offset += len(piece)
         final = location.update_query({"digest": digest})
         response = await self.request("PUT", final, headers={"Content-Length": "0"})
         async with response:
             await self._raise_for(response, f"PUT {location}")
+
+    async def _patch(self, location: URL, data: Any, byte_range: tuple[int, int] | None) -> URL:
+        headers = {"Content-Type": "application/octet-stream"}
+        if byte_range is not None:
+            headers["Content-Range"] = f"{byte_range[0]}-{byte_range[1]}"
+            headers["Content-Length"] = str(byte_range[1] - byte_range[0] + 1)
+        response = await self.request("PATCH", location, headers=headers, data=data, replayable=False)
+        async with response:
+            await self._raise_for(response, f"PATCH {location}")
+            return location.join(URL(response.headers.get("Location", str(location))))
 
     async def upload_bytes(self, data: bytes) -> str:
         digest = sha256_digest(data)
@@ -398,6 +412,18 @@ class RegistryClient:
         async with response:
             await self._raise_for(response, f"PUT {location}")
         return digest
+
+
+async def _regrouped(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The same bytes in pieces of exactly ``size`` (the last one shorter)."""
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        while len(pending) >= size:
+            yield bytes(pending[:size])
+            del pending[:size]
+    if pending:
+        yield bytes(pending)
 
 
 async def gather_limited(limit: int, jobs: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
