@@ -355,3 +355,15 @@ def test_memory_stays_bounded_pushing_and_pulling_a_big_layer(cli, daemon, regis
     print("daemon peak RSS growth (KiB):", peaks)
     assert peaks["push"] < 64 << 10 and peaks["pull"] < 64 << 10, peaks
     assert cli("rmi", ref).returncode == 0
+
+
+def test_push_all_tags_of_a_repository(cli, busybox, registry):
+    repository = unique(registry, "alltags/bb")
+    for tag in ("1", "2"):
+        cli("tag", busybox, f"{repository}:{tag}")
+    pushed = cli("push", "--all-tags", repository)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "1: digest: sha256:" in pushed.stdout and "2: digest: sha256:" in pushed.stdout
+    cli("rmi", f"{repository}:1", f"{repository}:2")
+    assert cli("pull", f"{repository}:2").returncode == 0
+    cli("rmi", f"{repository}:2")

@@ -99,21 +99,30 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
 
 async def push(request: web.Request) -> web.StreamResponse:
-    """``POST /images/{name}/push?tag=``."""
+    """``POST /images/{name}/push?tag=``; without any tag, every tag of the repository (as dockerd)."""
     eng = engine(request)
     name = request.match_info["name"]
     tag = request.query.get("tag", "")
-    ref = reference.parse(f"{name}:{tag}" if tag else name)
+    ref = reference.parse(f"{name}:{tag}" if tag else name, default_tag=None)
     if ref.digest:
         raise InvalidArgument("cannot push a digest reference")
+    if ref.tag:
+        refs = [ref]
+    else:
+        images = await off_loop(eng.images.list)
+        tagged = sorted(t for image in images for t in image.tags)
+        refs = [r for r in map(reference.parse, tagged) if r.repository == ref.repository and not r.digest]
     try:
-        await off_loop(eng.images.resolve, ref.normalized())
+        if not refs:
+            raise NotFound(ref.normalized())
+        await off_loop(eng.images.resolve, refs[0].normalized())
     except NotFound as exc:
         raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_repository()}") from exc
     creds = _credentials(request)
 
     async def operation(sink: progress.ProgressSink) -> None:
-        await pushing.push(eng.images, ref, creds, sink)
+        for one in refs:
+            await pushing.push(eng.images, one, creds, sink)
 
     return await stream_progress(request, operation)
 
