@@ -97,6 +97,12 @@ async def pull_layers(
         await gather_limited(PARALLEL_DOWNLOADS, jobs)
 
     downloads = asyncio.ensure_future(download_all())
+    known_sizes = {  # what layers we have already take unpacked, for the image's Size
+        x["diff_id"]: x["unpacked_size"]
+        for image in await asyncio.to_thread(store.list)
+        for x in image.layers
+        if x.get("unpacked_size")
+    }
     total_size = 0
     layer_docs: list[dict[str, Any]] = []
     try:
@@ -106,21 +112,24 @@ async def pull_layers(
                 await downloads  # raises the download's error
             ident = progress.short_id(desc.digest)
             parent = chains[index - 1] if index else None
+            unpacked = known_sizes.get(diff_ids[index], 0)
             if not store.layer_exists(chains[index]):
                 try:
-                    total_size += await asyncio.to_thread(
+                    unpacked = await asyncio.to_thread(
                         _unpack, store, desc, diff_ids[index], parent, ident, sink
                     )
                 except BaseException:
                     await asyncio.to_thread(_forget_blob, store, desc.digest)
                     raise
                 sink.emit(progress.status("Pull complete", ident))
+            total_size += unpacked or desc.size
             layer_docs.append(
                 {
                     "digest": desc.digest,
                     "diff_id": diff_ids[index],
                     "size": desc.size,
                     "mediaType": desc.media_type,
+                    "unpacked_size": unpacked or desc.size,
                 }
             )
         await downloads
