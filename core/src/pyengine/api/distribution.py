@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from pyengine.api.app import add_route
-from pyengine.api.common import engine, json_body, json_response, off_loop, query_bool
+from pyengine.api.common import engine, json_body, json_response, off_loop
 from pyengine.containers.views import parse_filters
 from pyengine.distribution import archive, manifests, progress
 from pyengine.distribution import pull as pulling
@@ -217,6 +217,3 @@ def add_routes(router: web.UrlDispatcher) -> None:
     add_route(router, "GET", "/images/{name:.+}/get", save)
     add_route(router, "POST", "/images/load", load)
     add_route(router, "POST", "/images/prune", prune)
-
-
-__all__ = ["add_routes", "pull", "query_bool"]

@@ -272,14 +272,10 @@ async def pull(
     creds: Credentials,
     wanted: manifests.Platform,
     sink: progress.ProgressSink,
-    *,
-    started: asyncio.Event | None = None,
 ) -> tuple[Image, ResolvedImage, bool]:
     """The whole pull; (image, what was resolved, whether anything new was stored)."""
     async with RegistryClient(ref.registry, ref.path, creds) as client:
         resolved = await resolve(client, ref, wanted)
-        if started is not None:
-            started.set()
         sink.emit(progress.status(f"Pulling from {ref.path}", ref.tag or ref.digest or "latest"))
         before = {i.id: set(i.repo_digests) | set(i.tags) for i in await asyncio.to_thread(store.list)}
         image = await pull_layers(store, client, resolved, sink)

@@ -118,8 +118,6 @@ async def push(
     ref: Reference,
     creds: Credentials,
     sink: progress.ProgressSink,
-    *,
-    started: asyncio.Event | None = None,
 ) -> tuple[str, int]:
     """Push the image tagged ``ref``; return (manifest digest, manifest size)."""
     image = await asyncio.to_thread(store.resolve, ref.normalized())
@@ -127,8 +125,6 @@ async def push(
     async with RegistryClient(
         ref.registry, ref.path, creds, push=True, extra_pull_scopes=tuple(sources)
     ) as client:
-        if started is not None:
-            started.set()
         sink.emit(progress.status(f"The push refers to repository [{ref.familiar_repository()}]"))
         await client.login()
         for layer in reversed(image.layers):

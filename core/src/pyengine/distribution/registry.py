@@ -116,9 +116,6 @@ class RegistryClient:
         assert self._session is not None, "use RegistryClient as an async context manager"
         return self._session
 
-    def _where(self, url: URL | str) -> str:
-        return f"{self.base.scheme}://{self.registry}" if url is None else str(url)
-
     # ---- authentication ---------------------------------------------------------------------
     async def login(self) -> None:
         """``GET /v2/`` and answer its challenge; PermissionDenied if the credentials are refused."""
@@ -132,6 +129,8 @@ class RegistryClient:
         if self._challenge_seen:
             async with await self._send("GET", url) as again:
                 if again.status == 401:
+                    if self.creds.anonymous:  # dockerd's words when it has nothing to offer
+                        raise Unauthorized(f'Get "{url}": no basic auth credentials')
                     raise Unauthorized(f"login attempt to {url} failed with status: 401 Unauthorized")
 
     async def _answer_challenge(self, response: aiohttp.ClientResponse) -> None:
