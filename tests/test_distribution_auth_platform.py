@@ -155,3 +155,18 @@ def test_credentials_are_not_sent_along_a_redirect_to_another_host(cli, token_re
     assert pulled.returncode == 0, pulled.stderr
     assert token_registry.cdn_authorization == [None]  # the blob came from the other host, anonymously
     cli("rmi", ref)
+
+
+@pytest.mark.docker_sdk
+def test_sdk_login_and_authenticated_pull(sdk, token_registry):
+    import docker
+
+    address = f"127.0.0.1:{token_registry.port}"
+    with pytest.raises(docker.errors.APIError) as refused:
+        sdk.login(username="bob", password="wrong", registry=address, reauth=True)
+    assert refused.value.response.status_code == 401
+    answer = sdk.login(username="bob", password="hunter2", registry=address, reauth=True)
+    assert answer["Status"] == "Login Succeeded"
+    image = sdk.images.pull(f"{address}/private/ok", tag="3")  # the SDK sends the login's X-Registry-Auth
+    assert f"{address}/private/ok:3" in image.tags
+    sdk.images.remove(f"{address}/private/ok:3")
