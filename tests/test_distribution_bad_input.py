@@ -58,6 +58,7 @@ def test_the_hostile_registry_serves_a_good_image(cli, hostile):
         ("diff-id-mismatch", "diff ID"),
         ("gzip-that-is-not", "not gzip"),
         ("not-json", "not JSON"),
+        ("wrong-content-digest", "the registry announced"),
         ("missing", "not found"),
     ],
 )

@@ -269,9 +269,14 @@ class RegistryClient:
             ):
                 raise InvalidArgument(f"manifest too large: over {MAX_MANIFEST_BYTES} bytes")
             content_type = response.headers.get("Content-Type", "")
+            announced = response.headers.get("Docker-Content-Digest", "")
         digest = sha256_digest(data)
         if reference.startswith("sha256:") and digest != reference:
             raise InvalidArgument(f"manifest digest mismatch: asked for {reference}, got {digest}")
+        if announced.startswith("sha256:") and announced != digest:
+            raise InvalidArgument(
+                f"manifest digest mismatch: the registry announced {announced}, got {digest}"
+            )
         return data, content_type, digest
 
     async def put_manifest(self, reference: str, data: bytes, media_type: str) -> str:

@@ -118,6 +118,11 @@ class HostileRegistry:
         if (denied := self._denied(request)) is not None:
             return denied
         content_type = DOCKER_MANIFEST
+        if scenario == "wrong-content-digest":
+            body = self.manifest(self.config(), self.layer)
+            return web.Response(
+                body=body, headers={"Content-Type": content_type, "Docker-Content-Digest": sha(body + b" ")}
+            )
         if scenario in ("ok", "redirect"):
             body = self.manifest(self.config(), self.layer)
         elif scenario in ("digest-mismatch", "truncated", "interrupted"):
