@@ -17,7 +17,7 @@ if ((${#need_packages[@]})); then
 fi
 
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
-"$prefix/bin/pip" install -q --disable-pip-version-check ./core ./plugins/storage_overlay \
+"$prefix/bin/pip" install -q --disable-pip-version-check "./core[fast]" ./plugins/storage_overlay \
     ./plugins/storage_vfs ./plugins/volume_local ./plugins/net_bridge ./plugins/net_remote
 ln -sf "$prefix/bin/pyengine" /usr/local/bin/pyengine
 

@@ -11,6 +11,7 @@ command -v docker >/dev/null || need_packages+=(docker.io)
 command -v skopeo >/dev/null || need_packages+=(skopeo)
 command -v mkfs.btrfs >/dev/null || need_packages+=(btrfs-progs)
 [ -x /usr/bin/tini-static ] && command -v ps >/dev/null || need_packages+=(tini procps)  # --init, top
+[ -x /usr/bin/docker-registry ] || need_packages+=(docker-registry)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_packages+=(python3-venv)
 ldconfig -p | grep -q libnftables.so.1 || need_packages+=(libnftables1)
 if ((${#need_packages[@]})); then
@@ -20,7 +21,7 @@ fi
 
 venv=${PYENGINE_TEST_VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e './core[registry]' -e ./plugins/storage_overlay \
+"$venv/bin/pip" install -q --disable-pip-version-check -e './core[registry,fast]' -e ./plugins/storage_overlay \
     -e ./plugins/storage_btrfs -e ./plugins/storage_vfs -e ./plugins/volume_local \
     -e ./plugins/net_bridge -e ./plugins/net_remote \
     pytest pytest-timeout docker

@@ -91,7 +91,17 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(engine: object) -> web.Application:
-    from pyengine.api import build, container_files, containers, images, networks, resources, system, volumes
+    from pyengine.api import (
+        build,
+        container_files,
+        containers,
+        distribution,
+        images,
+        networks,
+        resources,
+        system,
+        volumes,
+    )
     from pyengine.api import exec as exec_routes
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
@@ -106,4 +116,5 @@ def make_app(engine: object) -> web.Application:
     container_files.add_routes(app.router)
     exec_routes.add_routes(app.router)
     resources.add_routes(app.router)
+    distribution.add_routes(app.router)
     return app

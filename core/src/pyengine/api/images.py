@@ -1,4 +1,4 @@
-"""Image routes: list, inspect, create (import; pull comes with the distribution work), tag, remove,
+"""Image routes: list, inspect, create (import; pull is in api/distribution.py), tag, remove,
 history."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aiohttp import web
 from pyengine.api.app import add_route
 from pyengine.api.common import engine, json_response, off_loop, query_bool
 from pyengine.containers.views import parse_filters
-from pyengine.errors import InvalidArgument, NotImplementedYet
+from pyengine.errors import InvalidArgument
 from pyengine.images import reference
 
 
@@ -95,13 +95,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     """``POST /images/create``: ``fromSrc=-`` imports the request body; ``fromImage`` pulls."""
     eng = engine(request)
     if request.query.get("fromImage"):
-        name = request.query["fromImage"]
-        tag_ = request.query.get("tag")
-        shown = f"{name}:{tag_}" if tag_ else name
-        raise NotImplementedYet(
-            f"pulling is not available in this pyengine yet: {shown} is not present locally "
-            "(import or load it instead)"
-        )
+        from pyengine.api import distribution
+
+        return await distribution.pull(request)
     source = request.query.get("fromSrc")
     if source != "-":
         raise InvalidArgument(

@@ -60,16 +60,26 @@ def progress_lines(messages: Iterator[dict[str, Any]]) -> Iterator[str]:
         yield f"{prefix}{status}\n"
 
 
-def stream_pull(client: Client, reference: str, out: TextIO = sys.stdout, quiet: bool = False) -> None:
+def stream_pull(
+    client: Client, reference: str, out: TextIO = sys.stdout, quiet: bool = False, platform: str | None = None
+) -> None:
     """``POST /images/create?fromImage=&tag=``, printing progress; raises APIError or CommandError."""
+    from pyengine.cli.distribution import registry_auth_header
+    from pyengine.cli.progress_display import display
+
     name, tag = split_reference(reference)
     query = {"fromImage": normalize_name(name), "tag": tag}
-    response = client.open_stream("POST", "/images/create", query, b"", {"X-Registry-Auth": EMPTY_AUTH})
+    if platform:
+        query["platform"] = platform
+    response = client.open_stream(
+        "POST", "/images/create", query, b"", {"X-Registry-Auth": registry_auth_header(name)}
+    )
     try:
-        for line in progress_lines(response.iter_json()):
-            if not quiet:
-                out.write(line)
-                out.flush()
+        if quiet:
+            for _line in progress_lines(response.iter_json()):
+                pass
+        else:
+            display(response.iter_json(), out)
     finally:
         response.conn.close()
 
@@ -77,20 +87,15 @@ def stream_pull(client: Client, reference: str, out: TextIO = sys.stdout, quiet:
 @click.command(context_settings=_SETTINGS)
 @click.option("-q", "--quiet", is_flag=True, help="Suppress verbose output")
 @click.option("-a", "--all-tags", is_flag=True, help="Download all tagged images in the repository")
+@click.option("--platform", help="Set platform if server is multi-platform capable")
 @click.argument("reference")
 @click.pass_context
-def pull(ctx: click.Context, quiet: bool, all_tags: bool, reference: str) -> int:
+def pull(ctx: click.Context, quiet: bool, all_tags: bool, platform: str | None, reference: str) -> int:
     """Download an image from a registry."""
     client = client_of(ctx)
     if all_tags:
-        query = {"fromImage": normalize_name(split_reference(reference)[0])}
-        response = client.open_stream("POST", "/images/create", query, b"", {"X-Registry-Auth": EMPTY_AUTH})
-        for line in progress_lines(response.iter_json()):
-            if not quiet:
-                sys.stdout.write(line)
-        response.conn.close()
-        return 0
-    stream_pull(client, reference, quiet=quiet)
+        raise CommandError("pulling all tags (-a) is not supported by pyengine yet", 1)
+    stream_pull(client, reference, quiet=quiet, platform=platform)
     name, tag = split_reference(reference)
     separator = "@" if "@" in reference else ":"
     print(f"{normalize_name(name)}{separator}{tag}")

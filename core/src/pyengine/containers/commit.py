@@ -58,7 +58,7 @@ def commit_container(
     run_config = apply_changes(run_config_of(container, config), list(changes or []))
     parent = images.resolve(container.Image)
     parent_chains = chain_ids(parent.config.rootfs.diff_ids)
-    layer, size = images.add_layer(driver.diff(container.Id), parent_chains[-1] if parent_chains else None)
+    layer, size = images.commit_layer(driver.diff(container.Id), parent_chains[-1] if parent_chains else None)
     created = now_rfc3339()
     command = " ".join([container.Path, *container.Args])
     image_config = ImageConfig(

@@ -106,11 +106,9 @@ class RestartManager:
         if container.State.Status != ContainerStatus.RESTARTING or container.ManualStop:
             return
         container.RestartCount += 1
-        # Still "restarting" while start() prepares it (its network takes a few tens of ms):
-        # start() takes a container it is told is restarting (see ``starting``).
         self._starting.add(container.Id)
         try:
-            await self.service.start(container)
+            await self.service.start(container, restarting=True)
         except EngineError as exc:
             # start() recorded the failure as an exit: the policy decides again, like after any exit.
             log.warning("restarting %s failed: %s", container.Id, exc)

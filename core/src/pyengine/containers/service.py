@@ -269,12 +269,12 @@ class ContainerService:
         shutil.rmtree(container.BundlePath, ignore_errors=True)
 
     # ---- start --------------------------------------------------------------------------------
-    async def start(self, container: Container) -> None:
+    async def start(self, container: Container, *, restarting: bool = False) -> None:
+        """Start the container's process. ``restarting``: the restart policy starts a container that
+        shows ``restarting`` (it stays so, never ``exited``, until it runs or fails to start)."""
         async with self._locks[container.Id]:
-            restarting = (
-                container.State.Status == ContainerStatus.RESTARTING and self.restarts.starting(container.Id)
-            )
-            if container.State.running and not restarting:
+            waiting_restart = restarting and container.State.Status == ContainerStatus.RESTARTING
+            if container.State.running and not waiting_restart:
                 raise NotModified("container already started")
             if container.State.Status in (ContainerStatus.REMOVING, ContainerStatus.DEAD):
                 raise Conflict(f"cannot start container {container.Id[:12]}: it is being removed")
@@ -372,9 +372,9 @@ class ContainerService:
                 extra_mounts=extra_mounts,
                 network_namespace=network_ns,
             )
+            control.add_to_bundle(bundle, container)
             extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
             security.apply_to_spec(bundle, hc, extra_gids)
-            control.add_to_bundle(bundle, container)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle

@@ -9,6 +9,7 @@ image references it any more.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import hashlib
@@ -16,7 +17,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -64,6 +66,7 @@ class Image:
     size: int  # bytes unpacked, all layers
     tags: list[str]  # normalized references
     parent: str = ""  # the image a build step made this one from ("" for none)
+    repo_digests: list[str] = dataclasses.field(default_factory=list)  # normalized repo@digest
 
     @property
     def top_layer(self) -> str | None:
@@ -81,7 +84,7 @@ class Image:
         return {
             "Id": self.id,
             "RepoTags": [reference.familiar(t) for t in self.tags],
-            "RepoDigests": [],
+            "RepoDigests": [reference.familiar(d) for d in self.repo_digests],
             "Parent": self.parent,
             "Comment": (self.config.history[-1].comment or "") if self.config.history else "",
             "Created": self.created,
@@ -118,7 +121,7 @@ class Image:
             "Id": self.id,
             "Labels": self.config.config.Labels or {},
             "ParentId": self.parent,
-            "RepoDigests": [],
+            "RepoDigests": [reference.familiar(d) for d in self.repo_digests],
             "RepoTags": [reference.familiar(t) for t in self.tags],
             "SharedSize": -1,
             "Size": self.size,
@@ -143,7 +146,16 @@ class ImageStore:
         tags = [
             r[0] for r in self.db.query("SELECT ref FROM tags WHERE image_id=? ORDER BY ref", (image_id,))
         ]
-        return Image(image_id, config, doc["manifest"], doc["layers"], doc["size"], tags, doc.get("parent", ""))
+        return Image(
+            image_id,
+            config,
+            doc["manifest"],
+            doc["layers"],
+            doc["size"],
+            tags,
+            parent=doc.get("parent", ""),
+            repo_digests=doc.get("repo_digests", []),
+        )
 
     def resolve(self, name: str) -> Image:
         """Find an image by reference, full ID or unique ID prefix; 404 ``No such image: NAME``."""
@@ -159,6 +171,11 @@ class ImageStore:
                 row = self.db.query_one("SELECT image_id FROM tags WHERE ref=?", (ref.normalized(),))
                 if row:
                     return self._load(row[0])
+                if ref.digest:  # repo@digest: the image pulled (or pushed) under that digest
+                    wanted = f"{ref.repository}@{ref.digest}"
+                    for image in self.list():
+                        if wanted in image.repo_digests:
+                            return image
                 if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
                     shown = ref.familiar()
             candidates = self._ids_with_prefix("sha256:" + name) if _is_hex(name) else []
@@ -248,7 +265,7 @@ class ImageStore:
         except EngineError:
             log.warning("could not remove layer %s after a failed import", key, exc_info=True)
 
-    def add_layer(self, chunks: Iterable[bytes], parent_chain: str | None) -> tuple[dict[str, Any], int]:
+    def commit_layer(self, chunks: Iterable[bytes], parent_chain: str | None) -> tuple[dict[str, Any], int]:
         """Store an uncompressed layer tar as a blob and unpack it on the layer ``parent_chain``.
 
         For commits: the driver's layer is made under the new chain ID on the parent's top layer.
@@ -276,35 +293,91 @@ class ImageStore:
         return layer, size
 
     def add_image(
-        self, config: ImageConfig, layers: list[dict[str, Any]], size: int, tags: list[str], parent: str = ""
+        self,
+        config: ImageConfig,
+        layers: list[dict[str, Any]],
+        size: int,
+        tags: list[str],
+        parent: str = "",
+        *,
+        config_bytes: bytes | None = None,
+        manifest_bytes: bytes | None = None,
+        repo_digests: Iterable[str] = (),
     ) -> Image:
         """Record an image whose layers are already in the driver and in the blob store.
 
         ``parent``: the image it was made from by a build step (Docker's Parent; an untagged parent
         of another image is an intermediate image, left out of the image list without ``all``).
+        A pulled or loaded image passes its config and manifest exactly as received
+        (``config_bytes``, ``manifest_bytes``): the image ID and the repo digests are digests of
+        those bytes. ``repo_digests`` are normalized ``repository@digest`` strings.
         """
-        config_bytes = config.model_dump_json(exclude_none=True).encode()
+        if config_bytes is None:
+            config_bytes = config.model_dump_json(exclude_none=True).encode()
         image_id = self.blobs.put(config_bytes)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": {"mediaType": MEDIA_CONFIG, "digest": image_id, "size": len(config_bytes)},
-            "layers": [
-                {"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers
-            ],
-        }
-        manifest_digest = self.blobs.put(json.dumps(manifest, separators=(",", ":")).encode())
+        if manifest_bytes is None:
+            manifest_bytes = build_manifest(image_id, len(config_bytes), layers)
+        manifest_digest = self.blobs.put(manifest_bytes)
         total = size or self._stack_size(layers)
-        doc = {"manifest": manifest_digest, "layers": layers, "size": total}
+        row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))
+        known = loads(row[0]).get("repo_digests", []) if row else []
+        digests = list(dict.fromkeys([*known, *repo_digests]))
+        doc = {"manifest": manifest_digest, "layers": layers, "size": total, "repo_digests": digests}
         if parent:
             doc["parent"] = parent
         with self.db.transaction() as cur:
-            cur.execute("INSERT OR IGNORE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
+            cur.execute("INSERT OR REPLACE INTO images(id, doc) VALUES (?, ?)", (image_id, dumps(doc)))
             for ref in tags:
                 cur.execute("INSERT OR REPLACE INTO tags(ref, image_id) VALUES (?, ?)", (ref, image_id))
         image = self._load(image_id)
-        self.hooks.call("pyengine_image_post_add", image=image)
+        if not row:
+            self.hooks.call("pyengine_image_post_add", image=image)
         return image
+
+    def add_layer(
+        self, diff_id: str, parent_chain: str | None, tar: BinaryIO, check: Callable[[], None] | None = None
+    ) -> int:
+        """Unpack a layer under its chain ID unless it is there; ``check`` runs after unpacking
+        (a diff ID verification) and the layer is removed again if it raises."""
+        chain = chain_ids([parent_chain, diff_id])[1] if parent_chain else diff_id
+        with _layer_lock(chain):  # two pulls of one image must not unpack the same layer at once
+            existed = self.driver.exists(layer_key(chain))
+            size = self._ensure_layer(diff_id, parent_chain, tar)
+            if check is not None and not existed:
+                try:
+                    check()
+                except BaseException:
+                    self._remove_layer_quietly(layer_key(chain))
+                    raise
+            return size
+
+    def layer_exists(self, chain_id: str) -> bool:
+        return self.driver.exists(layer_key(chain_id))
+
+    def update_distribution(
+        self,
+        image_id: str,
+        *,
+        layers: list[dict[str, Any]] | None = None,
+        manifest_bytes: bytes | None = None,
+        repo_digest: str | None = None,
+    ) -> Image:
+        """Replace an image's layer blobs (compressed for a push) and manifest, or add a repo digest."""
+        row = self.db.query_one("SELECT doc FROM images WHERE id=?", (image_id,))
+        if row is None:
+            raise NotFound(f"No such image: {image_id}")
+        doc = loads(row[0])
+        if layers is not None:
+            doc["layers"] = layers
+        if manifest_bytes is not None:
+            doc["manifest"] = self.blobs.put(manifest_bytes)
+        if repo_digest is not None:
+            repository = repo_digest.split("@", 1)[0]
+            kept = [d for d in doc.get("repo_digests", []) if d.split("@", 1)[0] != repository]
+            doc["repo_digests"] = [*kept, repo_digest]
+        with self.db.transaction() as cur:
+            cur.execute("UPDATE images SET doc=? WHERE id=?", (dumps(doc), image_id))
+        return self._load(image_id)
 
     def _stack_size(self, layers: list[dict[str, Any]]) -> int:
         return sum(x.get("size", 0) for x in layers)
@@ -329,6 +402,20 @@ class ImageStore:
         Returns Docker's list of ``{"Untagged": ref}`` and ``{"Deleted": id}`` items.
         """
         image = self.resolve(name)
+        digest_ref = self._named_by_repo_digest(name, image)
+        if digest_ref is not None:
+            # rmi repo@digest drops that digest reference; the image goes with its last reference
+            remaining = [d for d in image.repo_digests if d != digest_ref]
+            with self.db.transaction() as cur:
+                row = cur.execute("SELECT doc FROM images WHERE id=?", (image.id,)).fetchone()
+                doc = loads(row[0])
+                doc["repo_digests"] = remaining
+                cur.execute("UPDATE images SET doc=? WHERE id=?", (dumps(doc), image.id))
+            report = [{"Untagged": reference.familiar(digest_ref)}]
+            if image.tags or remaining or users.get(image.id):
+                return report
+            self._delete_image(image)
+            return [*report, {"Deleted": image.id}]
         by_reference = self._named_by_reference(name, image)
         containers = users.get(image.id, [])
         report: list[dict[str, str]] = []
@@ -363,6 +450,14 @@ class ImageStore:
         self._delete_image(image)
         report.append({"Deleted": image.id})
         return report
+
+    def _named_by_repo_digest(self, name: str, image: Image) -> str | None:
+        try:
+            ref = reference.parse(name)
+        except InvalidArgument:
+            return None
+        wanted = f"{ref.repository}@{ref.digest}" if ref.digest else None
+        return wanted if wanted in image.repo_digests else None
 
     def _named_by_reference(self, name: str, image: Image) -> bool:
         try:
@@ -418,6 +513,26 @@ class ImageStore:
             items[0]["Id"] = image.id
             items[0]["Tags"] = [reference.familiar(t) for t in image.tags]
         return items
+
+
+_LAYER_LOCKS: dict[str, threading.Lock] = {}
+_LAYER_LOCKS_GUARD = threading.Lock()
+
+
+def _layer_lock(chain: str) -> threading.Lock:
+    with _LAYER_LOCKS_GUARD:
+        return _LAYER_LOCKS.setdefault(chain, threading.Lock())
+
+
+def build_manifest(config_digest: str, config_size: int, layers: list[dict[str, Any]]) -> bytes:
+    """The OCI manifest of an image made here (import, commit, build)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]} for x in layers],
+    }
+    return json.dumps(manifest, separators=(",", ":")).encode()
 
 
 def _is_hex(text: str) -> bool:
