@@ -91,7 +91,16 @@ async def version_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 def make_app(engine: object) -> web.Application:
-    from pyengine.api import build, container_files, containers, distribution, images, resources, system, volumes
+    from pyengine.api import (
+        build,
+        container_files,
+        containers,
+        distribution,
+        images,
+        resources,
+        system,
+        volumes,
+    )
     from pyengine.api import exec as exec_routes
 
     app = web.Application(middlewares=[docker_middleware, version_middleware], client_max_size=0)
