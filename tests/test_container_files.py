@@ -242,7 +242,8 @@ def test_cp_stays_inside_a_container_that_swaps_directories_for_symlinks(cli, bu
             out = tmp_path / f"out{attempt}"
             result = cli("cp", f"{name}:/target/secret", str(out))
             if result.returncode == 0 and out.exists():
-                assert out.read_text() in ("inside\n", "decoy\n")
+                # "" when the copy lands between the container's create and write of the file.
+                assert out.read_text() in ("", "inside\n", "decoy\n")
         assert sorted(os.listdir(host_dir)) == ["secret"]
         assert (host_dir / "secret").read_text() == "host only\n"
     finally:

@@ -46,3 +46,10 @@ def test_images_api(sdk, busybox):
 def test_version_and_ping(sdk):
     assert sdk.ping() is True
     assert sdk.version()["ApiVersion"] == "1.41"
+
+
+def test_run_output_survives_removal_racing_the_log_stream(sdk, busybox):
+    """Regression: docker-py removes the container right after wait, while it still reads the log
+    stream; a follower that reopened the log file by path lost the output when the removal won."""
+    for _ in range(10):
+        assert sdk.containers.run("busybox", ["sh", "-c", "echo one; echo two"], remove=True) == b"one\ntwo\n"

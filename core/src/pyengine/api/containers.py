@@ -188,31 +188,31 @@ async def logs(request: web.Request) -> web.StreamResponse:
     since = _time_or_400(request.query.get("since"))
     until = _time_or_400(request.query.get("until"))
     tty = container.Config.Tty
-    path = Path(container.LogPath)
-    records, offset = await asyncio.to_thread(
-        logfile.read_records, path, tail=tail, since=since, until=until, stdout=stdout, stderr=stderr
+    reader = logfile.LogReader(
+        Path(container.LogPath), stdout=stdout, stderr=stderr, since=since, until=until
     )
-    response = web.StreamResponse(status=200)
-    response.enable_chunked_encoding()
-    await response.prepare(request)
     try:
+        records = logfile.tail(await asyncio.to_thread(reader.read_new), tail)
+        response = web.StreamResponse(status=200)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
         if records:
             await response.write(b"".join(logfile.render(r, timestamps=timestamps, tty=tty) for r in records))
         while follow:
-            running = container.State.running
-            chunk = []
-            for record in logfile.follow_records(path, offset, stdout=stdout, stderr=stderr):
-                offset = record.pop("_offset")
-                if "log" in record:
-                    chunk.append(logfile.render(record, timestamps=timestamps, tty=tty))
-            if chunk:
-                await response.write(b"".join(chunk))
-            if not running or eng.containers.index.by_id(container.Id) is None:
-                break
+            running = container.State.running and eng.containers.index.by_id(container.Id) is not None
+            records = await asyncio.to_thread(reader.read_new)
+            if records:
+                await response.write(
+                    b"".join(logfile.render(r, timestamps=timestamps, tty=tty) for r in records)
+                )
+            if not running:
+                break  # read once more after the exit: the supervisor logs all output before it reports it
             await asyncio.sleep(0.1)
         await response.write_eof()
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    finally:
+        reader.close()
     return response
 
 

@@ -342,28 +342,27 @@ class Builder(MetadataInstructions):
         )
 
     async def _run_container(self, container: Any) -> int:
-        from pyengine.containers.logs import follow_records
+        from pyengine.containers.logs import LogReader
 
         services = self.engine.containers
         await services.start(container)
         future = services.waiter(container, "not-running")
-        offset = 0
-        path = Path(container.LogPath)
-        while True:
-            if self.client_gone():
-                raise BuildCancelled("the build was cancelled: the client went away")
-            done = future.done()
-            records = await asyncio.to_thread(lambda start=offset: list(follow_records(path, start)))
-            for record in records:
-                offset = record["_offset"]
-                if "log" in record:
-                    await self.say(record["log"])
-            if done:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(future), timeout=0.2)
-            except TimeoutError:
-                pass
+        reader = LogReader(Path(container.LogPath))
+        try:
+            while True:
+                if self.client_gone():
+                    raise BuildCancelled("the build was cancelled: the client went away")
+                done = future.done()
+                for record in await asyncio.to_thread(reader.read_new):
+                    await self.say(record.get("log", ""))
+                if done:
+                    break
+                try:
+                    await asyncio.wait_for(asyncio.shield(future), timeout=0.2)
+                except TimeoutError:
+                    pass
+        finally:
+            reader.close()
         code, _ = future.result()
         return int(code)
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from pyengine.model.base import parse_rfc3339
 
@@ -19,57 +17,56 @@ def frame(stream_id: int, payload: bytes) -> bytes:
     return struct.pack(">BxxxL", stream_id, len(payload)) + payload
 
 
-def read_records(
-    path: Path,
-    *,
-    tail: int | None,
-    since: float = 0.0,
-    until: float = 0.0,
-    stdout: bool = True,
-    stderr: bool = True,
-) -> tuple[list[dict], int]:
-    """Records of the log file matching the filters, and the byte offset where reading stopped."""
-    wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-    records: deque[dict] | list[dict] = deque(maxlen=tail) if tail is not None and tail >= 0 else []
-    offset = 0
-    try:
-        with open(path, "rb") as handle:
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    break  # a record still being written: a follower picks it up later
-                offset += len(line)
-                record = _parse(line)
-                if record is None or record.get("stream") not in wanted:
-                    continue
+class LogReader:
+    """Reads a container's json-file log through one open file.
+
+    The file stays open for the whole request, so records a follower has not read yet are still read
+    after the container, and its log file with it, is removed (``docker run --rm`` and docker-py's
+    ``containers.run(remove=True)`` remove the container while its logs are still being streamed).
+    """
+
+    def __init__(
+        self, path: Path, *, stdout: bool = True, stderr: bool = True, since: float = 0.0, until: float = 0.0
+    ) -> None:
+        self.path = Path(path)
+        self.wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        self.since = since
+        self.until = until
+        self._handle: BinaryIO | None = None
+        self._partial = b""
+
+    def read_new(self) -> list[dict]:
+        """The matching records appended since the last call (a record still being written waits)."""
+        if self._handle is None:
+            try:
+                self._handle = open(self.path, "rb")
+            except FileNotFoundError:
+                return []
+        data = self._partial + self._handle.read()
+        complete, _, self._partial = data.rpartition(b"\n")
+        records = []
+        for line in complete.split(b"\n") if complete else []:
+            record = _parse(line)
+            if record is None or record.get("stream") not in self.wanted:
+                continue
+            if self.since or self.until:
                 when = parse_rfc3339(record.get("time", ""))
-                if since and when < since:
+                if (self.since and when < self.since) or (self.until and when > self.until):
                     continue
-                if until and when > until:
-                    continue
-                records.append(record)
-    except FileNotFoundError:
-        pass
-    return list(records), offset
+            records.append(record)
+        return records
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
-def follow_records(path: Path, offset: int, *, stdout: bool = True, stderr: bool = True) -> Iterator[dict]:
-    """Records appended after ``offset`` (one pass; the caller polls again while the container runs)."""
-    wanted = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    break
-                offset += len(line)
-                record = _parse(line)
-                if record is not None and record.get("stream") in wanted:
-                    record["_offset"] = offset
-                    yield record
-                else:
-                    yield {"_offset": offset}
-    except FileNotFoundError:
-        return
+def tail(records: list[dict], count: int | None) -> list[dict]:
+    """The last ``count`` records (all when None or negative, as Docker's tail=all)."""
+    if count is None or count < 0:
+        return records
+    return records[len(records) - count :] if count else []
 
 
 def render(record: dict, *, timestamps: bool, tty: bool) -> bytes:
@@ -86,10 +83,3 @@ def _parse(line: bytes) -> dict | None:
         return json.loads(line)
     except ValueError:
         return None
-
-
-def log_size(path: Path) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
