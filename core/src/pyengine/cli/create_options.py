@@ -49,7 +49,12 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--group-add",), "group_add", "multi", "Add additional groups to join"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
-    (("--memory-swap",), "memory_swap", "value", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    (
+        ("--memory-swap",),
+        "memory_swap",
+        "value",
+        "Swap limit equal to memory plus swap: '-1' to enable unlimited swap",
+    ),
     (("--memory-reservation",), "memory_reservation", "value", "Memory soft limit"),
     (("-c", "--cpu-shares"), "cpu_shares", "int", "CPU shares (relative weight)"),
     (("--cpu-period",), "cpu_period", "int", "Limit CPU CFS (Completely Fair Scheduler) period"),
@@ -57,23 +62,52 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--cpuset-cpus",), "cpuset_cpus", "value", "CPUs in which to allow execution (0-3, 0,1)"),
     (("--cpuset-mems",), "cpuset_mems", "value", "MEMs in which to allow execution (0-3, 0,1)"),
     (("--pids-limit",), "pids_limit", "int", "Tune container pids limit (set -1 for unlimited)"),
-    (("--blkio-weight",), "blkio_weight", "int", "Block IO (relative weight), between 10 and 1000, or 0 to disable"),
+    (
+        ("--blkio-weight",),
+        "blkio_weight",
+        "int",
+        "Block IO (relative weight), between 10 and 1000, or 0 to disable",
+    ),
     (("--oom-kill-disable",), "oom_kill_disable", "bool", "Disable OOM Killer"),
-    (("--init",), "init", "bool", "Run an init inside the container that forwards signals and reaps processes"),
+    (
+        ("--init",),
+        "init",
+        "bool",
+        "Run an init inside the container that forwards signals and reaps processes",
+    ),
     (("--health-cmd",), "health_cmd", "value", "Command to run to check health"),
     (("--health-interval",), "health_interval", "value", "Time between running the check (ms|s|m|h)"),
     (("--health-timeout",), "health_timeout", "value", "Maximum time to allow one check to run (ms|s|m|h)"),
     (("--health-retries",), "health_retries", "int", "Consecutive failures needed to report unhealthy"),
-    (("--health-start-period",), "health_start_period", "value", "Start period for the container to initialize before counting retries (ms|s|m|h)"),
+    (
+        ("--health-start-period",),
+        "health_start_period",
+        "value",
+        "Start period for the container to initialize before counting retries (ms|s|m|h)",
+    ),
     (("--no-healthcheck",), "no_healthcheck", "bool", "Disable any container-specified HEALTHCHECK"),
     (("--pull",), "pull", "choice:missing,never,always", "Pull image before running"),
 )
 
 # The dests above that options_from() passes through as they are (cgroup, init and health flags).
 LIMIT_AND_HEALTH_DESTS = (
-    "memory_swap", "memory_reservation", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus",
-    "cpuset_mems", "pids_limit", "blkio_weight", "oom_kill_disable", "init", "health_cmd",
-    "health_interval", "health_timeout", "health_retries", "health_start_period", "no_healthcheck",
+    "memory_swap",
+    "memory_reservation",
+    "cpu_shares",
+    "cpu_period",
+    "cpu_quota",
+    "cpuset_cpus",
+    "cpuset_mems",
+    "pids_limit",
+    "blkio_weight",
+    "oom_kill_disable",
+    "init",
+    "health_cmd",
+    "health_interval",
+    "health_timeout",
+    "health_retries",
+    "health_start_period",
+    "no_healthcheck",
 )
 
 
@@ -142,8 +176,17 @@ class CreateOptions:
     console_size: tuple[int, int] | None = None
 
     _LISTS = (
-        "command", "env", "env_files", "labels", "publish", "volumes", "cap_add", "cap_drop",
-        "security_opt", "ulimit", "group_add",
+        "command",
+        "env",
+        "env_files",
+        "labels",
+        "publish",
+        "volumes",
+        "cap_add",
+        "cap_drop",
+        "security_opt",
+        "ulimit",
+        "group_add",
     )
     _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
     _LISTS += ("network_alias",)
@@ -375,8 +418,22 @@ def parse_restart(text: str) -> dict[str, Any]:
 
 
 _ULIMIT_NAMES = (
-    "as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack",
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
 )
 
 
@@ -573,7 +630,15 @@ def _add_limits(opts: CreateOptions, host_config: dict[str, Any]) -> None:
         host_config["Init"] = True
 
 
-_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 
 
 def parse_duration(text: str, flag: str) -> int:
@@ -600,8 +665,13 @@ def _healthcheck(opts: CreateOptions) -> dict[str, Any] | None:
     """Config.Healthcheck from the --health-* flags (None: keep the image's)."""
     given = any(
         v is not None
-        for v in (opts.health_cmd, opts.health_interval, opts.health_timeout, opts.health_retries,
-                  opts.health_start_period)
+        for v in (
+            opts.health_cmd,
+            opts.health_interval,
+            opts.health_timeout,
+            opts.health_retries,
+            opts.health_start_period,
+        )
     )
     if opts.no_healthcheck:
         if given:

@@ -12,12 +12,12 @@ import sys
 
 from pyengine.cli.client import APIError, Client, Response
 from pyengine.cli.create_options import (
+    LIMIT_AND_HEALTH_DESTS,
     CreateOptions,
     OptionError,
     build_create_request,
     start_failure_status,
 )
-from pyengine.cli.create_options import LIMIT_AND_HEALTH_DESTS
 from pyengine.cli.session import CommandError
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers

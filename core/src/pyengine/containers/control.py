@@ -128,7 +128,9 @@ async def update(service: Any, container: Container, body: dict[str, Any]) -> li
             try:
                 warnings = await asyncio.to_thread(cgroups.update, cgroup_path(container), new)
             except OSError as exc:
-                raise InvalidArgument(f"Cannot update container {container.Id}: {exc.strerror or exc}") from None
+                raise InvalidArgument(
+                    f"Cannot update container {container.Id}: {exc.strerror or exc}"
+                ) from None
         container.HostConfig = updated
         service.save(container)
     service.hooks.call("pyengine_container_post_event", container=container, action="update", attributes={})
@@ -138,16 +140,23 @@ async def update(service: Any, container: Container, body: dict[str, Any]) -> li
 # ---- stats -----------------------------------------------------------------------------------------
 def _zero_stats() -> dict[str, Any]:
     return {
-        "cpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-                      "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        },
         "memory_stats": {},
         "pids_stats": {},
         "blkio_stats": {
             key: None
             for key in (
-                "io_service_bytes_recursive", "io_serviced_recursive", "io_queue_recursive",
-                "io_service_time_recursive", "io_wait_time_recursive", "io_merged_recursive",
-                "io_time_recursive", "sectors_recursive",
+                "io_service_bytes_recursive",
+                "io_serviced_recursive",
+                "io_queue_recursive",
+                "io_service_time_recursive",
+                "io_wait_time_recursive",
+                "io_merged_recursive",
+                "io_time_recursive",
+                "sectors_recursive",
             )
         },
     }
@@ -168,8 +177,14 @@ def _networks(pid: int) -> dict[str, dict[str, int]]:
             continue
         values = [int(v) for v in counters.split()]
         out[name] = {
-            "rx_bytes": values[0], "rx_packets": values[1], "rx_errors": values[2], "rx_dropped": values[3],
-            "tx_bytes": values[8], "tx_packets": values[9], "tx_errors": values[10], "tx_dropped": values[11],
+            "rx_bytes": values[0],
+            "rx_packets": values[1],
+            "rx_errors": values[2],
+            "rx_dropped": values[3],
+            "tx_bytes": values[8],
+            "tx_packets": values[9],
+            "tx_errors": values[10],
+            "tx_dropped": values[11],
         }
     return out
 
@@ -219,7 +234,9 @@ def top(container: Container, ps_args: str = "") -> dict[str, Any]:
     except OSError as exc:
         raise InvalidArgument(f"cannot run ps: {exc}") from None
     if result.returncode != 0:
-        raise InvalidArgument(f"Error running ps: {result.stderr.strip() or 'exit status ' + str(result.returncode)}")
+        raise InvalidArgument(
+            f"Error running ps: {result.stderr.strip() or 'exit status ' + str(result.returncode)}"
+        )
     lines = result.stdout.splitlines()
     if not lines:
         raise InvalidArgument("ps printed nothing")

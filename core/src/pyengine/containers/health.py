@@ -36,7 +36,9 @@ STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
 Probe = Callable[[Container, list[str], float], Awaitable[tuple[int, str]]]
 
 
-def merge(image_check: dict[str, Any] | None, container_check: dict[str, Any] | None) -> dict[str, Any] | None:
+def merge(
+    image_check: dict[str, Any] | None, container_check: dict[str, Any] | None
+) -> dict[str, Any] | None:
     """The container's Healthcheck over the image's, field by field (Docker's merge on create)."""
     if not container_check:
         return image_check or None
@@ -51,8 +53,12 @@ def validate(check: dict[str, Any] | None) -> None:
     """400 for durations below 1 ms and negative retries, as Docker's create does."""
     if not check:
         return
-    for key, flag in (("Interval", "--health-interval"), ("Timeout", "--health-timeout"),
-                      ("StartPeriod", "--health-start-period"), ("StartInterval", "--health-start-interval")):
+    for key, flag in (
+        ("Interval", "--health-interval"),
+        ("Timeout", "--health-timeout"),
+        ("StartPeriod", "--health-start-period"),
+        ("StartInterval", "--health-start-interval"),
+    ):
         value = check.get(key) or 0
         if value != 0 and value < MIN_DURATION:
             raise InvalidArgument(f"{key} in Healthcheck cannot be less than 1ms ({flag})")
@@ -101,7 +107,9 @@ def exec_probe(containers: Any, supervisor: Any) -> Probe:
             await service.pump(instance, reader, deliver)
         finally:
             writer.close()
-        return int(instance.exit_code if instance.exit_code is not None else -1), output.decode(errors="replace")
+        return int(instance.exit_code if instance.exit_code is not None else -1), output.decode(
+            errors="replace"
+        )
 
     return probe
 
@@ -128,8 +136,13 @@ def parse_instruction(args: str) -> dict[str, Any]:
 
     words = args.strip().split(None, 1)
     check: dict[str, Any] = {}
-    options = {"--interval": "Interval", "--timeout": "Timeout", "--start-period": "StartPeriod",
-               "--start-interval": "StartInterval", "--retries": "Retries"}
+    options = {
+        "--interval": "Interval",
+        "--timeout": "Timeout",
+        "--start-period": "StartPeriod",
+        "--start-interval": "StartInterval",
+        "--retries": "Retries",
+    }
     while words and words[0].startswith("--"):
         name, _, value = words[0].partition("=")
         if name not in options or not value:
@@ -213,13 +226,18 @@ class HealthMonitor:
                     continue  # Docker skips checks of a paused container
                 if container.State.Status != ContainerStatus.RUNNING:
                     return
-                await self.check_once(container, argv, timeout, in_start_period=loop.time() - started
-                                      < (check.get("StartPeriod") or 0) / NANOS)
+                await self.check_once(
+                    container,
+                    argv,
+                    timeout,
+                    in_start_period=loop.time() - started < (check.get("StartPeriod") or 0) / NANOS,
+                )
         except asyncio.CancelledError:
             pass
 
-    async def check_once(self, container: Container, argv: list[str], timeout: float,
-                         in_start_period: bool = False) -> None:
+    async def check_once(
+        self, container: Container, argv: list[str], timeout: float, in_start_period: bool = False
+    ) -> None:
         """Run the check once and record the result (status, streak, log, event)."""
         start = now_rfc3339()
         try:

@@ -62,9 +62,13 @@ def validate(hc: HostConfigSpec) -> None:
     if 0 < hc.Memory < MIN_MEMORY:
         raise _refuse("Minimum memory limit allowed is 6MB", "--memory")
     if hc.MemorySwap > 0 and hc.Memory <= 0:
-        raise _refuse("You should always set the Memory limit when using Memoryswap limit, see usage", "--memory-swap")
+        raise _refuse(
+            "You should always set the Memory limit when using Memoryswap limit, see usage", "--memory-swap"
+        )
     if hc.Memory > 0 and hc.MemorySwap > 0 and hc.MemorySwap < hc.Memory:
-        raise _refuse("Minimum memoryswap limit should be larger than memory limit, see usage", "--memory-swap")
+        raise _refuse(
+            "Minimum memoryswap limit should be larger than memory limit, see usage", "--memory-swap"
+        )
     if hc.MemorySwap < -1:
         raise _refuse("invalid memory swap limit", "--memory-swap")
     if hc.MemoryReservation < 0 or (hc.Memory > 0 and hc.MemoryReservation > hc.Memory):
@@ -73,20 +77,28 @@ def validate(hc: HostConfigSpec) -> None:
             "--memory-reservation",
         )
     if hc.MemorySwappiness is not None and not -1 <= hc.MemorySwappiness <= 100:
-        raise _refuse(f"Invalid value: {hc.MemorySwappiness}, valid memory swappiness range is 0-100", "--memory-swappiness")
+        raise _refuse(
+            f"Invalid value: {hc.MemorySwappiness}, valid memory swappiness range is 0-100",
+            "--memory-swappiness",
+        )
     ncpu = os.cpu_count() or 1
     if hc.NanoCpus < 0 or hc.NanoCpus > ncpu * 1_000_000_000:
         raise _refuse(
             f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available", "--cpus"
         )
     if 0 < hc.NanoCpus < 10_000_000:
-        raise _refuse(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available", "--cpus")
+        raise _refuse(
+            f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available", "--cpus"
+        )
     if hc.NanoCpus > 0 and (hc.CpuPeriod > 0 or hc.CpuQuota > 0):
         raise _refuse("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set", "--cpus")
     if hc.CpuShares < 0:
         raise _refuse("invalid CPU shares: must not be negative", "--cpu-shares")
     if hc.CpuPeriod != 0 and not 1000 <= hc.CpuPeriod <= 1_000_000:
-        raise _refuse("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)", "--cpu-period")
+        raise _refuse(
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+            "--cpu-period",
+        )
     if hc.CpuQuota != 0 and hc.CpuQuota != -1 and hc.CpuQuota < 1000:
         raise _refuse("CPU cfs quota can not be less than 1ms (i.e. 1000)", "--cpu-quota")
     for value, flag in ((hc.CpusetCpus, "--cpuset-cpus"), (hc.CpusetMems, "--cpuset-mems")):
@@ -145,7 +157,9 @@ def oci_resources(hc: HostConfigSpec, *, with_devices: bool = True) -> dict[str,
     if hc.BlkioWeight:
         resources["blockIO"] = {"weight": hc.BlkioWeight}
     if with_devices:
-        resources["devices"] = [{"allow": True, "access": "rwm"}] if hc.Privileged else list(DEFAULT_DEVICE_RULES)
+        resources["devices"] = (
+            [{"allow": True, "access": "rwm"}] if hc.Privileged else list(DEFAULT_DEVICE_RULES)
+        )
     return resources
 
 

@@ -34,12 +34,16 @@ def validate_policy(host_config: Any) -> None:
     """Docker's checks of HostConfig.RestartPolicy (at create and update): 400 with its messages."""
     policy = host_config.RestartPolicy
     if policy.Name not in POLICIES:
-        raise InvalidArgument(f"invalid restart policy: unknown policy '{policy.Name}'; use one of "
-                              "'no', 'always', 'unless-stopped', or 'on-failure'")
+        raise InvalidArgument(
+            f"invalid restart policy: unknown policy '{policy.Name}'; use one of "
+            "'no', 'always', 'unless-stopped', or 'on-failure'"
+        )
     if policy.MaximumRetryCount < 0:
         raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
     if policy.MaximumRetryCount and policy.Name != "on-failure":
-        raise InvalidArgument("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )
     if host_config.AutoRemove and policy.Name not in ("", "no"):
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
 

@@ -490,7 +490,9 @@ class ContainerService:
 
     async def stop(self, container: Container, timeout: int | None = None) -> None:
         if await self.restarts.cancel(container):
-            self.hooks.call("pyengine_container_post_event", container=container, action="stop", attributes={})
+            self.hooks.call(
+                "pyengine_container_post_event", container=container, action="stop", attributes={}
+            )
             return
         if not container.State.running:
             raise NotModified("container already stopped")

@@ -1,5 +1,6 @@
-"""``--change`` instructions of ``docker import`` and ``docker commit``: Dockerfile lines that only set
-image config (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)."""
+"""``--change`` instructions of ``docker import`` and ``docker commit``: Dockerfile lines that only
+set image config (CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME,
+WORKDIR)."""
 
 from __future__ import annotations
 

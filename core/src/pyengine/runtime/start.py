@@ -37,8 +37,7 @@ import time
 from dataclasses import dataclass
 
 from pyengine.errors import StartFailed
-from pyengine.runtime import cgroups
-from pyengine.runtime import seccomp
+from pyengine.runtime import cgroups, seccomp
 from pyengine.runtime import syscalls as sc
 from pyengine.runtime.init import SetupError, run_init, send_message
 

@@ -141,7 +141,8 @@ def supported_limits() -> dict[str, bool]:
     mounts = hierarchy.mounts
     return {
         "memory": "memory" in mounts,
-        "swap": "memory" in mounts and os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes")),
+        "swap": "memory" in mounts
+        and os.path.exists(os.path.join(mounts["memory"], "memory.memsw.limit_in_bytes")),
         "cpu_cfs": "cpu" in mounts and os.path.exists(os.path.join(mounts["cpu"], "cpu.cfs_quota_us")),
         "cpu_shares": "cpu" in mounts,
         "cpuset": "cpuset" in mounts,

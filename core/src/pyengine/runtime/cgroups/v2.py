@@ -201,5 +201,7 @@ def _io_stat(path: str) -> list[dict] | None:
         values = dict(pair.split("=", 1) for pair in pairs if "=" in pair)
         for key, op in (("rbytes", "read"), ("wbytes", "write")):
             if key in values:
-                entries.append({"major": int(major), "minor": int(minor), "op": op, "value": int(values[key])})
+                entries.append(
+                    {"major": int(major), "minor": int(minor), "op": op, "value": int(values[key])}
+                )
     return entries or None
