@@ -222,7 +222,11 @@ def remove_shim_sockets(daemon: DockerDaemon) -> None:
 
 def make_busybox_rootfs(dest: str | os.PathLike) -> Path:
     """Build the busybox rootfs tar with scripts/make-busybox-rootfs.sh (from the host's busybox)."""
-    subprocess.run([str(MAKE_ROOTFS_SCRIPT), os.fspath(dest)], check=True)
+    # An installed (non-editable) pyengine has no scripts/ beside it: use the checkout we run from.
+    script = MAKE_ROOTFS_SCRIPT
+    if not script.exists():
+        script = Path.cwd() / "scripts" / MAKE_ROOTFS_SCRIPT.name
+    subprocess.run(["bash", str(script), os.fspath(dest)], check=True)
     return Path(dest)
 
 
