@@ -15,6 +15,7 @@ from pyengine.api.common import engine, json_response, off_loop, query_bool
 from pyengine.containers.commit import commit_container
 from pyengine.containers.filesystem import ContainerRoot
 from pyengine.errors import InvalidArgument, NotFound
+from pyengine.storage.naive_diff import layer_changes
 
 _KINDS = {"C": 0, "A": 1, "D": 2}
 _STREAM_BATCH = 1 << 20
@@ -62,7 +63,7 @@ async def commit(request: web.Request) -> web.Response:
 
 async def changes(request: web.Request) -> web.Response:
     container = _container(request)
-    found = await off_loop(engine(request).storage.changes, container.Id)
+    found = await off_loop(layer_changes, engine(request).storage, container.Id)
     return json_response(
         [
             {"Path": change.path, "Kind": _KINDS[change.kind]}

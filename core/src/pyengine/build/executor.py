@@ -368,12 +368,13 @@ class Builder(MetadataInstructions):
 
     def _store_diff(self, state: StageState, container_id: str) -> Any:
         from pyengine.build.layers import store_layer
+        from pyengine.storage.naive_diff import layer_diff
 
         return store_layer(
             self.engine.storage,
             self.engine.blobs,
             list(state.config.rootfs.diff_ids),
-            self.engine.storage.diff(container_id),
+            layer_diff(self.engine.storage, container_id),
             fixed_mtime=self.options.source_date_epoch,
         )
 

@@ -17,6 +17,7 @@ from pyengine.images.store import Image, ImageStore, chain_ids
 from pyengine.model.base import now_rfc3339
 from pyengine.model.container import Container
 from pyengine.model.image import HistoryEntry, ImageConfig, ImageRunConfig, RootFS
+from pyengine.storage.naive_diff import layer_diff
 
 #: the container Config fields that become the image's run config
 _RUN_FIELDS = tuple(ImageRunConfig.model_fields)
@@ -58,7 +59,8 @@ def commit_container(
     run_config = apply_changes(run_config_of(container, config), list(changes or []))
     parent = images.resolve(container.Image)
     parent_chains = chain_ids(parent.config.rootfs.diff_ids)
-    layer, size = images.commit_layer(driver.diff(container.Id), parent_chains[-1] if parent_chains else None)
+    top_chain = parent_chains[-1] if parent_chains else None
+    layer, size = images.commit_layer(layer_diff(driver, container.Id), top_chain)
     created = now_rfc3339()
     command = " ".join([container.Path, *container.Args])
     image_config = ImageConfig(

@@ -29,9 +29,26 @@ Preparing a container's root file system::
     driver.unmount(container_id)
     driver.remove(container_id)                         # when the container is removed
 
-Committing a container::
+Committing a container (through the core's adapter, which every caller uses)::
 
-    stream = driver.diff(container_id)                  # tar of the changes, OCI whiteouts
+    stream = layer_diff(driver, container_id)           # tar of the changes, OCI whiteouts
+    found = layer_changes(driver, container_id)         # what ``docker diff`` lists
+
+Required and optional parts
+---------------------------
+:class:`StorageDriver` is the required interface: create a layer on a parent, find its parent,
+mount/unmount with reference counts, remove, apply a layer diff, status, cleanup. Optional
+capabilities are separate small interfaces a driver class also inherits from, and the core asks
+with ``isinstance``:
+
+:class:`NativeDiff`
+    The driver computes a layer's diff and changes itself, cheaper than comparing trees (overlay
+    reads its upper directory). Without it, :mod:`pyengine.storage.naive_diff` mounts the layer
+    and its parent and compares the two trees; that fallback is correct for every driver, so a
+    driver declares NativeDiff only to be faster, and must give the same changes.
+:class:`Quota`
+    The driver can limit the size of a writable layer. No driver in this repository implements
+    it yet.
 
 Errors: :class:`pyengine.errors.NotFound` for an unknown layer, :class:`~pyengine.errors.Conflict`
 for removing a layer that has children or is mounted, :class:`~pyengine.errors.AlreadyExists` for
@@ -101,6 +118,13 @@ class StorageDriver(abc.ABC):
         """Whether the layer exists (fully created; a half-made layer from a crash does not count)."""
 
     @abc.abstractmethod
+    def parent(self, layer_id: str) -> str | None:
+        """The ``parent_id`` the layer was created on, or None for a base layer.
+
+        The generic diff uses it to know what to compare the layer with. Raises NotFound.
+        """
+
+    @abc.abstractmethod
     def mount(self, layer_id: str) -> Path:
         """Make the layer's full file system available and return its path.
 
@@ -119,14 +143,6 @@ class StorageDriver(abc.ABC):
         leave the layer raise InvalidArgument; on any error nothing of the tar stays applied.
         """
 
-    @abc.abstractmethod
-    def diff(self, layer_id: str) -> Iterator[bytes]:
-        """Yield an uncompressed tar of the layer's changes against its parent, OCI whiteouts."""
-
-    @abc.abstractmethod
-    def changes(self, layer_id: str) -> list[Change]:
-        """List the paths the layer added, changed or deleted against its parent."""
-
     def status(self) -> list[tuple[str, str]]:
         """Key/value pairs for ``docker info``'s DriverStatus (backing file system, counts)."""
         return []
@@ -134,3 +150,49 @@ class StorageDriver(abc.ABC):
     def cleanup(self) -> None:
         """Release everything the driver holds at daemon shutdown (mounts); keep the data."""
         return None
+
+
+class NativeDiff(abc.ABC):
+    """Optional capability: the driver produces a layer's diff and changes itself.
+
+    Declare it by inheriting it next to :class:`StorageDriver`
+    (``class OverlayDriver(StorageDriver, NativeDiff)``). The core then calls these methods
+    instead of mounting the layer and its parent and comparing them (the generic fallback in
+    :mod:`pyengine.storage.naive_diff`). The results must equal the fallback's on the same layer:
+    the same :class:`Change` list, and a tar that applied on the parent gives the same tree. The
+    conformance suite checks that. Neither method needs the layer to be mounted.
+    """
+
+    @abc.abstractmethod
+    def diff(self, layer_id: str) -> Iterator[bytes]:
+        """Yield an uncompressed tar of the layer's changes against its parent, OCI whiteouts.
+
+        A base layer's diff is its whole tree. Raises NotFound for an unknown layer (at the
+        latest when the iterator is first advanced).
+        """
+
+    @abc.abstractmethod
+    def changes(self, layer_id: str) -> list[Change]:
+        """List the paths the layer added, changed or deleted against its parent, sorted by path.
+
+        Same rules as :class:`Change`: a changed directory is 'C', a deleted directory one 'D'.
+        Raises NotFound for an unknown layer.
+        """
+
+
+class Quota(abc.ABC):
+    """Optional capability: the driver can cap how much a writable layer may hold.
+
+    Declared like :class:`NativeDiff`. It needs real support from the backing file system
+    (XFS project quotas, btrfs qgroups); a driver that cannot enforce a limit must not declare
+    it. No driver in this repository implements it yet, and the core does not call it yet (a
+    container's ``StorageOpt`` size is not wired to it).
+    """
+
+    @abc.abstractmethod
+    def set_quota(self, layer_id: str, size_bytes: int) -> None:
+        """Limit the layer's own content (not its parents') to ``size_bytes``.
+
+        Writes beyond it fail in the container with ENOSPC or EDQUOT. Raises NotFound for an
+        unknown layer and InvalidArgument for a size of zero or less.
+        """

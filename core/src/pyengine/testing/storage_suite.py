@@ -9,8 +9,11 @@ A driver package's whole test is about ten lines::
         def make_driver(self, root):
             return factory(root, {})
 
-Each test gets a fresh driver on a fresh directory (real files, real kernel; run as root). The
-class attributes below are quirk flags a driver may turn off, with a reason in its test file.
+Each test gets a fresh driver on a fresh directory (real files, real kernel; run as root). Diffs
+and changes are tested through the core's adapter (:mod:`pyengine.storage.naive_diff`), as the
+engine calls them; a driver declaring the optional NativeDiff capability is also checked to give
+the same results as the generic fallback on the same layers. The class attributes below are
+quirk flags a driver may turn off, with a reason in its test file.
 A driver that needs a particular file system (btrfs, XFS with quotas) overrides the
 ``driver_root`` fixture to return an empty directory on one, and cleans it up after.
 """
@@ -27,9 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from pyengine.drivers.storage import Change, StorageDriver
+from pyengine.drivers.storage import Change, NativeDiff, StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pyengine.storage.archive import apply_layer, tar_directory
+from pyengine.storage.naive_diff import generic_changes, generic_diff, layer_changes, layer_diff
 from pyengine.testing.trees import SPARSE_SIZE, build_tar, entry, make_sample_tree, snapshot_tree
 
 _MNT_DETACH = 2
@@ -125,13 +129,23 @@ class StorageDriverSuite:
         with pytest.raises(NotFound):
             driver.create("child", "missing-parent")
         assert not driver.exists("child")
-        for call in (driver.remove, driver.mount, driver.changes):
+        for call in (driver.remove, driver.mount, driver.parent):
             with pytest.raises(NotFound):
                 call("missing")
         with pytest.raises(NotFound):
             driver.apply_diff("missing", io.BytesIO(build_tar()))
         with pytest.raises(NotFound):
-            b"".join(driver.diff("missing"))
+            layer_changes(driver, "missing")
+        with pytest.raises(NotFound):
+            b"".join(layer_diff(driver, "missing"))
+
+    def test_parent_is_the_layer_created_on(self, driver: StorageDriver) -> None:
+        driver.create("base", None)
+        driver.create("child", "base")
+        driver.create("container", "child", writable=True)
+        assert driver.parent("base") is None
+        assert driver.parent("child") == "base"
+        assert driver.parent("container") == "child"
 
     def test_parent_with_children_cannot_be_removed(self, driver: StorageDriver) -> None:
         driver.create("base", None)
@@ -325,11 +339,11 @@ class StorageDriverSuite:
     def test_changes_and_diff_of_a_container_layer(self, driver: StorageDriver, sample_tar: bytes) -> None:
         self.layer(driver, "image", None, sample_tar)
         driver.create("container", "image", writable=True)
-        assert driver.changes("container") == []
+        assert layer_changes(driver, "container") == []
         self._change_container(driver.mount("container"))
         try:
-            assert driver.changes("container") == self.expected_changes
-            diff = b"".join(driver.diff("container"))
+            assert layer_changes(driver, "container") == self.expected_changes
+            diff = b"".join(layer_diff(driver, "container"))
             names = [member.name for member in tarfile.open(fileobj=io.BytesIO(diff), mode="r|")]
             assert "home/.wh.user" in names and "run/.wh.fifo" in names
             assert not any(name.startswith("home/user/") for name in names)
@@ -337,17 +351,68 @@ class StorageDriverSuite:
             driver.create("committed", "image")
             driver.apply_diff("committed", io.BytesIO(diff))
             assert _tree(driver, "committed") == _tree(driver, "container")
-            assert driver.changes("committed") == self.expected_changes
+            assert layer_changes(driver, "committed") == self.expected_changes
             if self.diff_is_reproducible:
-                assert b"".join(driver.diff("committed")) == diff
+                assert b"".join(layer_diff(driver, "committed")) == diff
         finally:
             driver.unmount("container")
 
+    def test_diff_of_an_unmounted_container_layer_releases_its_mounts(
+        self, driver: StorageDriver, driver_root: Path, sample_tar: bytes
+    ) -> None:
+        self.layer(driver, "image", None, sample_tar)
+        driver.create("container", "image", writable=True)
+        self._change_container(driver.mount("container"))
+        driver.unmount("container")
+        assert layer_changes(driver, "container") == self.expected_changes
+        assert b"".join(layer_diff(driver, "container"))
+        # whatever the adapter mounted was released: both layers can go, no mount stays
+        driver.remove("container")
+        driver.remove("image")
+        assert mounts_under(driver_root) == []
+
     def test_diff_of_a_base_layer_is_its_whole_tree(self, driver: StorageDriver) -> None:
         self.layer(driver, "base", None, build_tar(entry("etc/os-release", data=b"ID=test\n")))
-        names = [member.name for member in tarfile.open(fileobj=io.BytesIO(b"".join(driver.diff("base"))))]
+        diff = b"".join(layer_diff(driver, "base"))
+        names = [member.name for member in tarfile.open(fileobj=io.BytesIO(diff))]
         assert names == ["etc", "etc/os-release"]  # tarfile drops the trailing slash
-        assert driver.changes("base") == [Change("A", "/etc"), Change("A", "/etc/os-release")]
+        assert layer_changes(driver, "base") == [Change("A", "/etc"), Change("A", "/etc/os-release")]
+
+    def test_native_diff_agrees_with_the_generic_fallback(
+        self, driver: StorageDriver, sample_tar: bytes, tmp_path: Path
+    ) -> None:
+        """A driver declaring NativeDiff gives what comparing the mounted trees gives."""
+        if not isinstance(driver, NativeDiff):
+            pytest.skip(f"{type(driver).__name__} declares no NativeDiff: the generic diff is its only one")
+        self.layer(driver, "image", None, sample_tar)
+        child_tar = build_tar(
+            entry("etc/.wh.empty-file"),
+            entry("usr", tarfile.DIRTYPE, mode=0o755),
+            entry("usr/.wh..wh..opq"),
+            entry("usr/local", data=b"a file where a directory was"),
+        )
+        self.layer(driver, "child", "image", child_tar)
+        driver.create("container", "child", writable=True)
+        self._change_container(driver.mount("container"))
+        layer_tars = {"image": [], "child": [sample_tar], "container": [sample_tar, child_tar]}
+        try:
+            for layer_id, parent_tars in layer_tars.items():
+                assert driver.changes(layer_id) == generic_changes(driver, layer_id), layer_id
+                # the two tars may differ in bytes (order, how a whiteout is written) but each,
+                # applied on the parent's tree, must give the layer's tree
+                expected = _tree(driver, layer_id)
+                for name, stream in (
+                    ("native", driver.diff(layer_id)),
+                    ("generic", generic_diff(driver, layer_id)),
+                ):
+                    target = tmp_path / f"{layer_id}-{name}"
+                    target.mkdir()
+                    for parent_tar in parent_tars:
+                        apply_layer(io.BytesIO(parent_tar), target)
+                    apply_layer(io.BytesIO(b"".join(stream)), target)
+                    assert snapshot_tree(target, hard_links=False) == expected, f"{name} diff of {layer_id}"
+        finally:
+            driver.unmount("container")
 
     # -- hostile layer tars -------------------------------------------------------------------
 

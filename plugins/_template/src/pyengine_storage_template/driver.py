@@ -1,17 +1,19 @@
 """The driver itself: a plain class with explicit constructor arguments.
 
 The contract of every method (what it returns, which pyengine.errors category it raises) is in
-pyengine/drivers/storage.py. pyengine.storage.archive has the shared tar helpers: apply_layer
-to unpack a layer safely, naive_diff/diff_directories when the driver has no native diff.
+pyengine/drivers/storage.py. pyengine.storage.archive has the shared tar helpers (apply_layer
+to unpack a layer safely). Diffs need nothing here: the core compares the mounted layer with its
+mounted parent. Only if the driver can do that faster, also inherit
+pyengine.drivers.storage.NativeDiff and write its diff() and changes(); likewise Quota only if
+the file system really enforces a size limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import Change, StorageDriver
+from pyengine.drivers.storage import StorageDriver
 
 _TODO = "not written yet: see pyengine/drivers/storage.py for what this method must do"
 
@@ -31,6 +33,9 @@ class TemplateDriver(StorageDriver):
     def exists(self, layer_id: str) -> bool:
         raise NotImplementedError(_TODO)
 
+    def parent(self, layer_id: str) -> str | None:
+        raise NotImplementedError(_TODO)
+
     def mount(self, layer_id: str) -> Path:
         raise NotImplementedError(_TODO)
 
@@ -38,10 +43,4 @@ class TemplateDriver(StorageDriver):
         raise NotImplementedError(_TODO)
 
     def apply_diff(self, layer_id: str, stream: BinaryIO) -> int:
-        raise NotImplementedError(_TODO)
-
-    def diff(self, layer_id: str) -> Iterator[bytes]:
-        raise NotImplementedError(_TODO)
-
-    def changes(self, layer_id: str) -> list[Change]:
         raise NotImplementedError(_TODO)

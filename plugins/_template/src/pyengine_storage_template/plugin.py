@@ -10,7 +10,9 @@ from pyengine.errors import InvalidArgument
 
 from pyengine_storage_template.driver import TemplateDriver
 
-#: Optional features beyond the required interface, e.g. "native-diff", "quota".
+#: Optional features beyond the required interface, for people reading ``docker info``-like listings,
+#: e.g. "native-diff", "quota". The core goes by the interfaces the driver class inherits
+#: (pyengine.drivers.storage.NativeDiff, Quota), so keep the two in agreement.
 CAPABILITIES: frozenset[str] = frozenset()
 
 

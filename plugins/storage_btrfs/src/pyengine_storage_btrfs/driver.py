@@ -9,7 +9,8 @@ On disk, under the driver's root (which must be on btrfs)::
 
 A layer exists once its metadata file *and* its subvolume are in place: creation snapshots under a
 temporary name, renames into place, then writes the metadata; removal renames the subvolume away
-first. Diffs compare the layer with its parent's subvolume (no native diff).
+first. No native diff: the core's generic diff (pyengine.storage.naive_diff) compares the layer's
+subvolume with its parent's.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ import re
 import secrets
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import Change, StorageDriver
+from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
-from pyengine.storage.archive import apply_layer, diff_directories, naive_diff
+from pyengine.storage.archive import apply_layer
 
 from pyengine_storage_btrfs import ioctl
 
@@ -174,6 +174,11 @@ class BtrfsDriver(StorageDriver):
                 return False
         return self._meta_file(layer_id).is_file() and self._layer_dir(layer_id).is_dir()
 
+    def parent(self, layer_id: str) -> str | None:
+        with self._lock:
+            self._require(layer_id)
+            return self._parents[layer_id]
+
     def mount(self, layer_id: str) -> Path:
         """A subvolume is a directory already: mounting only counts the reference."""
         with self._lock:
@@ -221,20 +226,6 @@ class BtrfsDriver(StorageDriver):
         finally:
             with self._lock:
                 self._busy.discard(layer_id)
-
-    def _diff_dirs(self, layer_id: str) -> tuple[Path | None, Path]:
-        with self._lock:
-            self._require(layer_id)
-            parent_id = self._parents[layer_id]
-        return (self._layer_dir(parent_id) if parent_id is not None else None), self._layer_dir(layer_id)
-
-    def diff(self, layer_id: str) -> Iterator[bytes]:
-        parent_dir, layer_dir = self._diff_dirs(layer_id)
-        return naive_diff(parent_dir, layer_dir)
-
-    def changes(self, layer_id: str) -> list[Change]:
-        parent_dir, layer_dir = self._diff_dirs(layer_id)
-        return diff_directories(parent_dir, layer_dir)
 
     def status(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import Change, StorageDriver
+from pyengine.drivers.storage import Change, NativeDiff, StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from pyengine.storage.archive import apply_layer, write_layer
 
@@ -62,7 +62,7 @@ def backing_filesystem(path: Path) -> str:
     return fstype
 
 
-class OverlayDriver(StorageDriver):
+class OverlayDriver(StorageDriver, NativeDiff):
     """Layers as overlayfs diff directories. Make it with the plugin's factory (it checks the host)."""
 
     name = "overlay"
@@ -230,6 +230,11 @@ class OverlayDriver(StorageDriver):
             if layer_id not in self._parents or layer_id in self._creating:
                 return False
         return (self._dir(layer_id) / "meta.json").is_file()
+
+    def parent(self, layer_id: str) -> str | None:
+        with self._lock:
+            self._require(layer_id)
+            return self._parents[layer_id]
 
     def mount(self, layer_id: str) -> Path:
         with self._lock:

@@ -22,13 +22,12 @@ import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import Change, StorageDriver
+from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from pyengine.storage.archive import apply_layer, diff_directories, naive_diff
+from pyengine.storage.archive import apply_layer
 
 from pyengine_storage_vfs.copy import copy_tree, reflinks_supported
 
@@ -180,6 +179,11 @@ class VfsDriver(StorageDriver):
                 return False
         return self._meta_file(layer_id).is_file() and self._layer_dir(layer_id).is_dir()
 
+    def parent(self, layer_id: str) -> str | None:
+        with self._lock:
+            self._require(layer_id)
+            return self._parents[layer_id]
+
     def mount(self, layer_id: str) -> Path:
         with self._lock:
             self._require(layer_id)
@@ -223,20 +227,6 @@ class VfsDriver(StorageDriver):
         finally:
             with self._lock:
                 self._busy.discard(layer_id)
-
-    def _diff_dirs(self, layer_id: str) -> tuple[Path | None, Path]:
-        with self._lock:
-            self._require(layer_id)
-            parent_id = self._parents[layer_id]
-        return (self._layer_dir(parent_id) if parent_id is not None else None), self._layer_dir(layer_id)
-
-    def diff(self, layer_id: str) -> Iterator[bytes]:
-        parent_dir, layer_dir = self._diff_dirs(layer_id)
-        return naive_diff(parent_dir, layer_dir)
-
-    def changes(self, layer_id: str) -> list[Change]:
-        parent_dir, layer_dir = self._diff_dirs(layer_id)
-        return diff_directories(parent_dir, layer_dir)
 
     def status(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -11,8 +11,9 @@ from pyengine.errors import InvalidArgument, NotSupported
 from pyengine_storage_vfs.copy import reflinks_supported
 from pyengine_storage_vfs.driver import VfsDriver
 
-#: What the driver offers beyond the required interface. vfs has no native diff (it compares
-#: directories), no quotas, and needs no kernel mounts, so it also works without privileges.
+#: What the driver offers beyond the required interface. vfs has no native diff (the core's
+#: generic diff compares directories), no quotas, and needs no kernel mounts, so it also works
+#: without privileges.
 CAPABILITIES = frozenset({"needs-no-mounts"})
 
 
