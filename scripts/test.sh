@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 need_packages=()
 busybox --list >/dev/null 2>&1 && ! ldd "$(command -v busybox)" >/dev/null 2>&1 || need_packages+=(busybox-static)
-command -v docker >/dev/null || need_packages+=(docker.io)
+[ -x /usr/sbin/dockerd ] && command -v docker >/dev/null || need_packages+=(docker.io)  # CLI + dockerd (interop)
 command -v skopeo >/dev/null || need_packages+=(skopeo)
 command -v mkfs.btrfs >/dev/null || need_packages+=(btrfs-progs)
 [ -x /usr/bin/tini-static ] && command -v ps >/dev/null || need_packages+=(tini procps)  # --init, top
