@@ -69,7 +69,7 @@ def test_start_up_deletes_what_a_crash_left(btrfs_mount: Path) -> None:
     driver.create("whole", None)
     driver.create("half", "whole")
     (root / "meta/half.json").unlink()  # a crash between the snapshot's rename and the metadata
-    driver._make_subvolume("whole", ".apply-x-1234")  # and one during apply_diff
+    driver._populate("whole", root / "subvolumes" / ".apply-x-1234")  # and one during apply_diff
     again = factory(root, {})
     assert again.exists("whole") and not again.exists("half")
     assert sorted(os.listdir(root / "subvolumes")) == ["whole"]

@@ -7,33 +7,19 @@ Works on any file system and needs no kernel mounts, at the cost of one full cop
     meta/<layer_id>.json     {"parent": ..., "writable": ...}, written atomically
     dir/.tmp-*, .apply-*, .remove-*    work in progress; swept away at start-up
 
-A layer exists once its metadata file *and* its directory are in place. Creation builds the
-directory under a temporary name, renames it into place, then writes the metadata; removal
-renames the directory away first. A crash at any point leaves no layer that :meth:`exists` reports
-half made, and the next start-up removes the leftovers.
+The layer bookkeeping (atomic creation and removal, metadata, reference counts, crash sweep) is
+pyengine.storage.directory_driver's; this driver only copies a parent's directory.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import re
 import shutil
-import threading
-import uuid
 from pathlib import Path
-from typing import BinaryIO
 
-from pyengine.drivers.storage import StorageDriver
-from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
-from pyengine.storage.archive import apply_layer
+from pyengine.storage.directory_driver import DirectoryLayerDriver
 
 from pyengine_storage_vfs.copy import copy_tree, reflinks_supported
-
-log = logging.getLogger(__name__)
-
-_LAYER_ID = re.compile(r"[0-9a-zA-Z_-][0-9a-zA-Z_.-]*")
 
 
 def _backing_filesystem(path: Path) -> str:
@@ -51,192 +37,32 @@ def _backing_filesystem(path: Path) -> str:
     return fstype
 
 
-class VfsDriver(StorageDriver):
+class VfsDriver(DirectoryLayerDriver):
     """Layers as plain directory copies. ``use_reflinks``: None probes the file system."""
 
     name = "vfs"
 
     def __init__(self, root: Path, *, use_reflinks: bool | None = None) -> None:
-        super().__init__(root)
-        self.layers_dir = self.root / "dir"
-        self.meta_dir = self.root / "meta"
-        self.layers_dir.mkdir(parents=True, exist_ok=True)
-        self.meta_dir.mkdir(parents=True, exist_ok=True)
-        self.use_reflinks = reflinks_supported(self.root) if use_reflinks is None else use_reflinks
-        self._lock = threading.Lock()
-        self._mounts: dict[str, int] = {}
-        #: layers being created: reserved ids that do not exist yet
-        self._creating: set[str] = set()
-        #: layers being written or removed: neither mountable nor removable meanwhile
-        self._busy: set[str] = set()
-        self._parents: dict[str, str | None] = {}
-        self._sweep_leftovers()
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        self.use_reflinks = reflinks_supported(root) if use_reflinks is None else use_reflinks
+        super().__init__(root, "dir")
 
-    # -- bookkeeping ----------------------------------------------------------------------
-
-    def _layer_dir(self, layer_id: str) -> Path:
-        return self.layers_dir / layer_id
-
-    def _meta_file(self, layer_id: str) -> Path:
-        return self.meta_dir / f"{layer_id}.json"
-
-    def _sweep_leftovers(self) -> None:
-        """Load the layers and remove what a crash left half made."""
-        for meta in self.meta_dir.iterdir():
-            if meta.name.startswith("."):
-                meta.unlink()  # an unfinished atomic write
-                continue
-            layer_id = meta.name.removesuffix(".json")
-            if not self._layer_dir(layer_id).is_dir():
-                log.warning("vfs: layer %s lost its directory (crash during a write); dropping it", layer_id)
-                meta.unlink()
-                continue
-            self._parents[layer_id] = json.loads(meta.read_text())["parent"]
-        for entry in self.layers_dir.iterdir():
-            if entry.name not in self._parents:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-
-    def _write_meta(self, layer_id: str, parent_id: str | None, writable: bool) -> None:
-        temporary = self.meta_dir / f".{layer_id}.{uuid.uuid4().hex}"
-        with open(temporary, "w") as file:
-            json.dump({"parent": parent_id, "writable": writable}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.rename(temporary, self._meta_file(layer_id))
-
-    def _check_id(self, layer_id: str) -> None:
-        if not _LAYER_ID.fullmatch(layer_id):
-            raise InvalidArgument(f"invalid layer id {layer_id!r}: use letters, digits, '_', '-' and '.'")
-
-    def _require(self, layer_id: str) -> None:
-        """Raise NotFound unless the layer exists. Call with the lock held."""
-        if layer_id not in self._parents or layer_id in self._creating:
-            raise NotFound(f"no such layer: {layer_id}")
-
-    def _work_dir(self, purpose: str, layer_id: str) -> Path:
-        return self.layers_dir / f".{purpose}-{layer_id}-{uuid.uuid4().hex[:8]}"
-
-    def _copy_parent(self, parent_id: str | None, destination: Path) -> None:
+    def _populate(self, parent_id: str | None, destination: Path) -> None:
         if parent_id is None:
             destination.mkdir(0o755)
         else:
             copy_tree(self._layer_dir(parent_id), destination, reflink=self.use_reflinks)
 
-    # -- the interface --------------------------------------------------------------------
-
-    def create(self, layer_id: str, parent_id: str | None, *, writable: bool = False) -> None:
-        self._check_id(layer_id)
-        with self._lock:
-            if layer_id in self._parents:
-                raise AlreadyExists(f"layer {layer_id} already exists")
-            if parent_id is not None:
-                self._require(parent_id)
-            self._creating.add(layer_id)
-            self._parents[layer_id] = parent_id  # reserves the id and keeps the parent from removal
-        work = self._work_dir("tmp", layer_id)
-        try:
-            self._copy_parent(parent_id, work)
-            os.rename(work, self._layer_dir(layer_id))
-            self._write_meta(layer_id, parent_id, writable)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(self._layer_dir(layer_id), ignore_errors=True)
-            with self._lock:
-                del self._parents[layer_id]
-            raise
-        finally:
-            with self._lock:
-                self._creating.discard(layer_id)
-
-    def remove(self, layer_id: str) -> None:
-        with self._lock:
-            self._require(layer_id)
-            if self._mounts.get(layer_id):
-                raise Conflict(f"layer {layer_id} is in use (mounted {self._mounts[layer_id]} times)")
-            if layer_id in self._busy:
-                raise Conflict(f"layer {layer_id} is being written")
-            children = sorted(child for child, parent in self._parents.items() if parent == layer_id)
-            if children:
-                raise Conflict(f"layer {layer_id} has child layers: {', '.join(children)}")
-            self._busy.add(layer_id)
-        try:
-            doomed = self._work_dir("remove", layer_id)
-            os.rename(self._layer_dir(layer_id), doomed)  # from here on the layer no longer exists
-            self._meta_file(layer_id).unlink()
-            with self._lock:
-                del self._parents[layer_id]
-            shutil.rmtree(doomed)
-        finally:
-            with self._lock:
-                self._busy.discard(layer_id)
-
-    def exists(self, layer_id: str) -> bool:
-        with self._lock:
-            if layer_id not in self._parents or layer_id in self._creating:
-                return False
-        return self._meta_file(layer_id).is_file() and self._layer_dir(layer_id).is_dir()
-
-    def parent(self, layer_id: str) -> str | None:
-        with self._lock:
-            self._require(layer_id)
-            return self._parents[layer_id]
-
-    def mount(self, layer_id: str) -> Path:
-        with self._lock:
-            self._require(layer_id)
-            if layer_id in self._busy:
-                raise Conflict(f"layer {layer_id} is being written and cannot be mounted yet")
-            self._mounts[layer_id] = self._mounts.get(layer_id, 0) + 1
-        return self._layer_dir(layer_id)
-
-    def unmount(self, layer_id: str) -> None:
-        """Release one mount reference; a layer not mounted (e.g. after a restart) is left alone."""
-        with self._lock:
-            self._require(layer_id)
-            count = self._mounts.get(layer_id, 0)
-            if count <= 1:
-                self._mounts.pop(layer_id, None)
-            else:
-                self._mounts[layer_id] = count - 1
-
-    def apply_diff(self, layer_id: str, stream: BinaryIO) -> int:
-        with self._lock:
-            self._require(layer_id)
-            if self._mounts.get(layer_id) or layer_id in self._busy:
-                raise Conflict(f"layer {layer_id} is in use; a diff is only applied to a fresh layer")
-            self._busy.add(layer_id)
-            parent_id = self._parents[layer_id]
-        layer_dir = self._layer_dir(layer_id)
-        work = self._work_dir("apply", layer_id)
-        try:
-            os.rename(layer_dir, work)  # a crash mid-way leaves no layer that looks whole
-            try:
-                size = apply_layer(stream, work)
-            except BaseException:
-                # start the layer again from its parent: nothing of the tar stays applied
-                shutil.rmtree(work, ignore_errors=True)
-                fresh = self._work_dir("tmp", layer_id)
-                self._copy_parent(parent_id, fresh)
-                os.rename(fresh, layer_dir)
-                raise
-            os.rename(work, layer_dir)
-            return size
-        finally:
-            with self._lock:
-                self._busy.discard(layer_id)
+    def _delete_tree(self, path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
     def status(self) -> list[tuple[str, str]]:
-        with self._lock:
-            count = len(self._parents)
         return [
             ("Backing Filesystem", _backing_filesystem(self.root)),
             ("Reflinks", "yes" if self.use_reflinks else "no"),
-            ("Layers", str(count)),
+            ("Layers", str(self.layer_count())),
         ]
-
-    def cleanup(self) -> None:
-        with self._lock:
-            self._mounts.clear()
