@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from pyengine.errors import Conflict
 from pyengine.model.base import ZERO_TIME, DockerModel
@@ -54,8 +54,12 @@ class RestartPolicySpec(DockerModel):
 
 
 class LogConfigSpec(DockerModel):
+    # Docker calls the options "Config"; as a field name that would collide with pydantic's old
+    # class-based config, so the attribute is Options and the JSON name stays Config both ways.
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
     Type: str = "json-file"
-    Config: dict[str, str] = Field(default_factory=dict)
+    Options: dict[str, str] = Field(default_factory=dict, alias="Config")
 
 
 class HostConfigSpec(DockerModel):
