@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyengine.drivers.storage import Change
 from pyengine.errors import InvalidArgument
-from pyengine.storage import unpack
+from pyengine.storage import layer_unpacker
 from pyengine.storage.archive import (
     apply_layer,
     diff_directories,
@@ -264,7 +264,7 @@ def test_symlinked_parents_resolve_inside_the_target(tmp_path: Path) -> None:
 
 
 def test_without_openat2_symlinked_parents_are_refused(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(unpack, "_openat2_missing", True)
+    monkeypatch.setattr(layer_unpacker, "_openat2_missing", True)
     target = fresh(tmp_path, "target")
     (target / "usr/lib").mkdir(parents=True)
     os.symlink("usr/lib", target / "lib")

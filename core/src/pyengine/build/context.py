@@ -15,7 +15,9 @@ from typing import BinaryIO
 
 from pyengine.build.ignore import ALWAYS_SENT, ignore_matcher, read_dockerignore, walk_included  # noqa: F401
 from pyengine.errors import InvalidArgument, NotFound
-from pyengine.storage.unpack import _openat2_in_root, apply_layer
+from pyengine.runtime.inroot import openat2_in_root
+from pyengine.storage.layer_unpacker import LayerUnpacker
+from pyengine.storage.unpack import apply_layer
 
 
 def unpack_context(stream: BinaryIO, target: Path, dockerfile: str = "Dockerfile") -> None:
@@ -49,9 +51,7 @@ def unpack_context(stream: BinaryIO, target: Path, dockerfile: str = "Dockerfile
 def _unpack_plain(stream: BinaryIO, target: Path) -> None:
     """apply_layer's safe unpacking, on a seekable plain tar: tarfile then reads each member's data
     in large blocks instead of through its stream buffer (a third faster on a 20 MiB context)."""
-    from pyengine.storage.unpack import _LayerUnpacker
-
-    unpacker = _LayerUnpacker(target, "delete")
+    unpacker = LayerUnpacker(target, "delete")
     try:
         try:
             with tarfile.open(fileobj=stream, mode="r:") as tar:
@@ -106,7 +106,7 @@ def _resolve_in_root(root: str, rel: str) -> str | None:
     """The host path of ``rel`` inside ``root`` with every symlink resolved within ``root``."""
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = _openat2_in_root(root_fd, rel, os.O_PATH)
+        fd = openat2_in_root(root_fd, rel, os.O_PATH)
     except OSError:
         return None
     finally:

@@ -21,8 +21,8 @@ from typing import Any, BinaryIO
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images.store import MEDIA_LAYER_TAR, chain_ids, layer_key
+from pyengine.runtime.inroot import openat2_in_root
 from pyengine.state.blobs import BlobStore
-from pyengine.storage.unpack import _openat2_in_root
 
 
 @dataclass
@@ -200,7 +200,7 @@ def kind_in_root(rootfs: Path | None, path: str) -> str | None:
         return None
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fd = _openat2_in_root(root_fd, path.lstrip("/") or ".", os.O_PATH)
+        fd = openat2_in_root(root_fd, path.lstrip("/") or ".", os.O_PATH)
     except OSError:
         return None
     finally:

@@ -37,7 +37,8 @@ def print_rows(text: str) -> None:
     sys.stdout.flush()
 
 
-def _render(format_text: str, rows: list[Any], headers: dict[str, str], default_table: str) -> str:
+def render_listing(format_text: str, rows: list[Any], headers: dict[str, str], default_table: str) -> str:
+    """The rows formatted with ``--format`` (or ``default_table``); a bad template is a CLI error."""
     from pyengine.cli.formatting import render_rows
 
     try:
@@ -90,7 +91,7 @@ def ps(
         format_text = "{{.ID}}"
     rows = [formatting.container_row(container, truncate=not no_trunc) for container in containers]
     default = formatting.CONTAINER_TABLE + ("\t{{.Size}}" if size else "")
-    print_rows(_render(format_text, rows, formatting.CONTAINER_HEADERS, default))
+    print_rows(render_listing(format_text, rows, formatting.CONTAINER_HEADERS, default))
     return 0
 
 
@@ -130,7 +131,7 @@ def images(
     default = formatting.IMAGE_TABLE
     if digests:
         default = default.replace("{{.Tag}}\t", "{{.Tag}}\t{{.Digest}}\t")
-    print_rows(_render(format_text, rows, formatting.IMAGE_HEADERS, default))
+    print_rows(render_listing(format_text, rows, formatting.IMAGE_HEADERS, default))
     return 0
 
 

@@ -9,7 +9,7 @@ import click
 
 from pyengine.cli.app import client_of
 from pyengine.cli.client import APIError
-from pyengine.cli.listing import _render, parse_filters, print_rows
+from pyengine.cli.listing import parse_filters, print_rows, render_listing
 from pyengine.cli.session import CommandError
 
 _SETTINGS = {"help_option_names": ["--help"]}
@@ -122,7 +122,7 @@ def ls(ctx: click.Context, quiet: bool, no_trunc: bool, filters: tuple[str, ...]
         )
     if quiet and not format_text:
         format_text = "{{.ID}}"
-    print_rows(_render(format_text, rows, NETWORK_HEADERS, NETWORK_TABLE))
+    print_rows(render_listing(format_text, rows, NETWORK_HEADERS, NETWORK_TABLE))
     return 0
 
 

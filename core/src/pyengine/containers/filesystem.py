@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from pyengine.errors import InvalidArgument, NotFound
-from pyengine.storage.changes import _HOST_XATTR_PREFIXES
-from pyengine.storage.unpack import _openat2_in_root, extract_archive
+from pyengine.runtime.inroot import openat2_in_root
+from pyengine.storage.changes import HOST_XATTR_PREFIXES
+from pyengine.storage.unpack import extract_archive
 
 _BLOCK = tarfile.BLOCKSIZE
 _READ_CHUNK = 1 << 20
@@ -98,7 +99,7 @@ class ContainerRoot:
         if rel == "":
             return os.dup(self.fd)
         try:
-            return _openat2_in_root(self.fd, rel, os.O_RDONLY | os.O_DIRECTORY)
+            return openat2_in_root(self.fd, rel, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             raise NotFound(f"Could not find the file {shown} in container") from None
         except OSError as exc:
@@ -150,7 +151,7 @@ class ContainerRoot:
         parent_path = self._in_root(parent_fd)
         joined = _clean(f"{parent_path}/{name}")
         try:
-            fd = _openat2_in_root(self.fd, joined, os.O_PATH)
+            fd = openat2_in_root(self.fd, joined, os.O_PATH)
         except OSError:  # dangling: the target as the container would name it
             target = os.readlink(name, dir_fd=parent_fd)
             base = "" if target.startswith("/") else parent_path
@@ -298,7 +299,7 @@ def _add_xattrs(info: tarfile.TarInfo, fd: int) -> None:
     except OSError:
         return
     for key in sorted(names):
-        if key.startswith(_HOST_XATTR_PREFIXES):
+        if key.startswith(HOST_XATTR_PREFIXES):
             continue
         try:
             value = os.getxattr(fd, key)

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyengine.registry import errors
-from pyengine.state.blobs import BlobStore, _fsync_dir, sha256_digest
+from pyengine.state.blobs import BlobStore, fsync_dir, sha256_digest
 
 _REPO_MARKERS = ("_manifests", "_layers")
 # Docker's registry purges uploads a week old; so do we, when the server starts.
@@ -136,7 +136,7 @@ class RegistryStorage:
             os.unlink(verified_file)
             return
         os.rename(verified_file, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     # -- manifests ---------------------------------------------------------------------------------
     def resolve(self, name: str, reference: str) -> str:

@@ -28,6 +28,24 @@ def open_beneath(root_fd: int, relative: str, flags: int = os.O_PATH, mode: int 
     return syscalls.openat2(root_fd, relative or ".", flags, _STRICT, mode)
 
 
+def openat2_in_root(root_fd: int, path: str, flags: int) -> int:
+    """Open ``path`` with the kernel resolving it as if ``root_fd`` were ``/`` (RESOLVE_IN_ROOT).
+
+    One syscall instead of :func:`resolve`'s walk, for callers that need no ``create`` and accept
+    symlinks being followed (inside the root) in every component, the last one included.
+    Raises OSError (ENOSYS on kernels before 5.6); EAGAIN from a racing rename is retried.
+    """
+    for _ in range(16):
+        try:
+            return syscalls.openat2(
+                root_fd, path, flags, syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+            )
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                raise
+    raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN), path)
+
+
 def resolve(root_fd: int, path: str, *, create: str | None = None, mode: int = 0o755) -> str:
     """Resolve ``path`` inside the root ``root_fd`` and return it relative to the root, symlink-free.
 

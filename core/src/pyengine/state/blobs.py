@@ -85,7 +85,7 @@ class BlobStore:
             if expected is not None and digest != expected:
                 raise InvalidArgument(f"digest mismatch: expected {expected}, got {digest}")
             os.rename(tmp, self.path(digest))
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
             return digest
         except BaseException:
             _unlink_quietly(tmp)
@@ -109,7 +109,8 @@ def _mkstemp(directory: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=".tmp-", dir=directory)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or create in ``directory`` durable (fsync of the directory itself)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

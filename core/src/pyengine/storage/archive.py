@@ -13,14 +13,14 @@ All are plain synchronous functions; call them off the event loop.
 from __future__ import annotations
 
 from pyengine.storage.changes import diff_directories, read_xattrs
-from pyengine.storage.pack import naive_diff, tar_directory, write_layer
-from pyengine.storage.unpack import (
+from pyengine.storage.layer_unpacker import (
     OVERLAY_OPAQUE_XATTR,
     WHITEOUT_OPAQUE,
     WHITEOUT_PREFIX,
-    apply_layer,
     clean_entry_name,
 )
+from pyengine.storage.pack import naive_diff, tar_directory, write_layer
+from pyengine.storage.unpack import apply_layer
 
 __all__ = [
     "OVERLAY_OPAQUE_XATTR",

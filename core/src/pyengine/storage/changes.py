@@ -10,7 +10,7 @@ from pathlib import Path
 from pyengine.drivers.storage import Change
 
 # Attributes that describe where a file lives rather than what it is: never part of a layer.
-_HOST_XATTR_PREFIXES = ("trusted.overlay.", "security.selinux")
+HOST_XATTR_PREFIXES = ("trusted.overlay.", "security.selinux")
 
 
 def read_xattrs(path: str | bytes) -> dict[str, bytes]:
@@ -23,7 +23,7 @@ def read_xattrs(path: str | bytes) -> dict[str, bytes]:
         raise
     attrs = {}
     for name in names:
-        if name.startswith(_HOST_XATTR_PREFIXES):
+        if name.startswith(HOST_XATTR_PREFIXES):
             continue
         try:
             attrs[name] = os.getxattr(path, name, follow_symlinks=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pyengine.drivers.storage import Change
 from pyengine.storage.changes import change_sort_key, diff_directories, read_xattrs
-from pyengine.storage.unpack import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from pyengine.storage.layer_unpacker import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
 
 _BLOCK = tarfile.BLOCKSIZE
 _READ_CHUNK = 1 << 20
