@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 from pyengine.cli.attach import FrameDemuxer
 from pyengine.cli.client import encode_query, quote, socket_path_of
-from pyengine.cli.create_options import (
-    CreateOptions,
-    OptionError,
-    build_create_request,
-    parse_memory,
-    parse_publish,
-    parse_volume,
-    start_failure_status,
-)
+from pyengine.cli.create_options import CreateOptions, build_create_request, start_failure_status
+from pyengine.cli.flag_values import OptionError, parse_memory, parse_publish, parse_volume
 
 
 def test_run_rm_body_matches_the_docker_capture() -> None:

@@ -106,7 +106,7 @@ def _store(params: dict[str, Any], dest: str, kind: str, value: str) -> None:
 def exec_in(client: Client, params: dict[str, Any]) -> int:
     """Run the exec described by ``params`` (the dests above, plus container and command)."""
     from pyengine.cli import attach as streams
-    from pyengine.cli.create_options import OptionError, parse_env_line
+    from pyengine.cli.flag_values import OptionError, parse_env_line
     from pyengine.cli.runner import check_tty
 
     container = params["container"]

@@ -11,7 +11,7 @@ import click
 from pyengine.cli.app import client_of
 from pyengine.cli.client import APIError, Client
 from pyengine.cli.containers import call, for_each
-from pyengine.cli.create_options import OptionError, parse_memory, parse_restart
+from pyengine.cli.flag_values import OptionError, parse_memory, parse_restart
 from pyengine.cli.session import CommandError
 from pyengine.cli.tabwriter import align
 
