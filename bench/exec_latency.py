@@ -14,25 +14,19 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.sides import (
-    DOCKER,
-    DOCKER_CLI_ON_PYENGINE,
-    PYENGINE,
     Side,
     add_side_options,
     exit_cleanly_on_sigterm,
-    print_table,
-    ratio,
-    seconds,
+    measure_round_robin,
+    report_latencies,
     started_sides,
-    summarize,
-    times_x,
+    time_command,
 )
 
 CONTAINER = "bench-exec-target"
@@ -52,69 +46,9 @@ def remove_target(side: Side, container: str) -> None:
     subprocess.run([*side.client, "rm", "-f", container], stdin=subprocess.DEVNULL, capture_output=True)
 
 
-def time_one_exec(side: Side, container: str) -> float | None:
-    command = [*side.client, "exec", container, "true"]
-    start = time.perf_counter()
-    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        side.error = (
-            f"`{' '.join(command)}` exited {result.returncode}: "
-            + result.stderr.decode(errors="replace").strip()[-500:]
-        )
-        return None
-    return elapsed
-
-
-def measure(sides: list[Side], targets: dict[str, str], runs: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {side.name: [] for side in sides}
-    for round_number in range(warmup + runs):
-        shift = round_number % len(sides)
-        for side in sides[shift:] + sides[:shift]:
-            if side.error or side.name not in targets:
-                continue
-            elapsed = time_one_exec(side, targets[side.name])
-            if elapsed is not None and round_number >= warmup:
-                times[side.name].append(elapsed)
-    return times
-
-
 def report(sides: list[Side], times: dict[str, list[float]], facts: dict, args: argparse.Namespace) -> dict:
-    summaries = {side.name: summarize(times[side.name]) for side in sides}
-    docker = summaries.get(DOCKER, {})
-    ratios = {
-        f"{name}/docker": {key: ratio(summaries[name], docker, key) for key in ("median", "p90")}
-        for name in (PYENGINE, DOCKER_CLI_ON_PYENGINE)
-        if name in summaries
-    }
-    print(f"\n`exec <container> true`: {args.runs} runs per side after {args.warmup} warm-up runs")
-    for key in ("docker_version", "pyengine_version"):
-        if key in facts:
-            print(f"  {key.replace('_', ' ')}: {facts[key]}")
-    rows = [("side", "median", "p90", "min", "max", "median/docker", "p90/docker")]
-    for side in sides:
-        summary = summaries[side.name]
-        to_docker = ratios.get(f"{side.name}/docker", {})
-        rows.append(
-            (
-                side.name,
-                seconds(summary.get("median")),
-                seconds(summary.get("p90")),
-                seconds(summary.get("min")),
-                seconds(summary.get("max")),
-                times_x(to_docker.get("median")) if side.name != DOCKER else "1.00x",
-                times_x(to_docker.get("p90")) if side.name != DOCKER else "1.00x",
-            )
-        )
-    print()
-    print_table(rows)
-    for side in sides:
-        for note in side.notes:
-            print(f"note: {side.name}: {note}")
-        if side.error:
-            print(f"error: {side.name}: {side.error}")
-    for note in facts.get("notes", []):
-        print(f"note: {note}")
+    title = f"`exec <container> true`: {args.runs} runs per side after {args.warmup} warm-up runs"
+    summaries, ratios = report_latencies(title, sides, times, facts)
     return {
         "benchmark": "exec <container> true",
         "runs": args.runs,
@@ -150,7 +84,15 @@ def main(argv: list[str] | None = None) -> int:
                     container = start_target(side)
                     if container is not None:
                         targets[side.name] = container
-                times = measure(sides, targets, args.runs, args.warmup)
+                for side in sides:
+                    if side.name not in targets and not side.error:
+                        side.error = "its target container did not start"
+                times = measure_round_robin(
+                    sides,
+                    lambda side: time_command(side, [*side.client, "exec", targets[side.name], "true"]),
+                    args.runs,
+                    args.warmup,
+                )
             finally:
                 for side in sides:
                     if side.name in targets:

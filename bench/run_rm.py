@@ -12,28 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyengine.testing import engine_api
+
 from bench.sides import (
-    DOCKER,
     DOCKER_CLI_ON_PYENGINE,
     PYENGINE,
     Side,
     add_side_options,
     exit_cleanly_on_sigterm,
-    print_table,
-    ratio,
-    seconds,
+    measure_round_robin,
+    report_latencies,
     started_sides,
-    summarize,
-    times_x,
+    time_command,
 )
 
 BAR = 0.5  # issue 2: pyengine's median at most half of Docker's
@@ -42,30 +38,7 @@ GOAL = 0.3
 
 def time_one_run(side: Side) -> float | None:
     """Seconds one `run --rm busybox true` took; None (and side.error set) if it failed."""
-    command = side.run_command("--rm", "busybox", "true")
-    start = time.perf_counter()
-    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        side.error = (
-            f"`{' '.join(command)}` exited {result.returncode}: "
-            + result.stderr.decode(errors="replace").strip()[-500:]
-        )
-        return None
-    return elapsed
-
-
-def measure(sides: list[Side], runs: int, warmup: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {side.name: [] for side in sides}
-    for round_number in range(warmup + runs):
-        shift = round_number % len(sides)
-        for side in sides[shift:] + sides[:shift]:
-            if side.error:
-                continue
-            elapsed = time_one_run(side)
-            if elapsed is not None and round_number >= warmup:
-                times[side.name].append(elapsed)
-    return times
+    return time_command(side, side.run_command("--rm", "busybox", "true"))
 
 
 def check_nothing_left(sides: list[Side]) -> None:
@@ -83,34 +56,8 @@ def check_nothing_left(sides: list[Side]) -> None:
 
 
 def report(sides: list[Side], times: dict[str, list[float]], facts: dict, args: argparse.Namespace) -> dict:
-    summaries = {side.name: summarize(times[side.name]) for side in sides}
-    docker = summaries.get(DOCKER, {})
-    ratios = {
-        f"{name}/docker": {key: ratio(summaries[name], docker, key) for key in ("median", "p90")}
-        for name in (PYENGINE, DOCKER_CLI_ON_PYENGINE)
-        if name in summaries
-    }
-    print(f"\n`run --rm busybox true`: {args.runs} runs per side after {args.warmup} warm-up runs")
-    for key in ("docker_version", "pyengine_version"):
-        if key in facts:
-            print(f"  {key.replace('_', ' ')}: {facts[key]}")
-    rows = [("side", "median", "p90", "min", "max", "median/docker", "p90/docker")]
-    for side in sides:
-        summary = summaries[side.name]
-        to_docker = ratios.get(f"{side.name}/docker", {})
-        rows.append(
-            (
-                side.name,
-                seconds(summary.get("median")),
-                seconds(summary.get("p90")),
-                seconds(summary.get("min")),
-                seconds(summary.get("max")),
-                times_x(to_docker.get("median")) if side.name != DOCKER else "1.00x",
-                times_x(to_docker.get("p90")) if side.name != DOCKER else "1.00x",
-            )
-        )
-    print()
-    print_table(rows)
+    title = f"`run --rm busybox true`: {args.runs} runs per side after {args.warmup} warm-up runs"
+    summaries, ratios = report_latencies(title, sides, times, facts)
     bars = {}
     for name in (PYENGINE, DOCKER_CLI_ON_PYENGINE):
         value = ratios.get(f"{name}/docker", {}).get("median")
@@ -126,13 +73,6 @@ def report(sides: list[Side], times: dict[str, list[float]], facts: dict, args: 
                 "meets the goal" if value <= GOAL else "meets the bar" if value <= BAR else "misses the bar"
             )
             print(f"\n{name}: median {value:.2f}x Docker's; bar {BAR}x, goal {GOAL}x: {verdict}")
-    for side in sides:
-        for note in side.notes:
-            print(f"note: {side.name}: {note}")
-        if side.error:
-            print(f"error: {side.name}: {side.error}")
-    for note in facts.get("notes", []):
-        print(f"note: {note}")
     return {
         "benchmark": "run --rm busybox true",
         "runs": args.runs,
@@ -168,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if not sides:
                 print("nothing to measure")
                 return 0
-            times = measure(sides, args.runs, args.warmup)
+            times = measure_round_robin(sides, time_one_run, args.runs, args.warmup)
             check_nothing_left(sides)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)

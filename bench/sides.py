@@ -16,9 +16,11 @@ import platform
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -190,3 +192,78 @@ def seconds(value: float | None) -> str:
 
 def times_x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
+
+
+def time_command(side: Side, command: list[str]) -> float | None:
+    """Seconds ``command`` took, client start to exit; None (and side.error set) if it failed."""
+    start = time.perf_counter()
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        side.error = (
+            f"`{' '.join(command)}` exited {result.returncode}: "
+            + result.stderr.decode(errors="replace").strip()[-500:]
+        )
+        return None
+    return elapsed
+
+
+def measure_round_robin(
+    sides: list[Side], time_one: Callable[[Side], float | None], runs: int, warmup: int
+) -> dict[str, list[float]]:
+    """``time_one(side)`` ``warmup + runs`` times per side, the order of the sides rotating every round
+    so that drift on the machine hits all sides alike; the times after the warm-up, by side name.
+    A side whose run failed (side.error set) is left out from then on."""
+    times: dict[str, list[float]] = {side.name: [] for side in sides}
+    for round_number in range(warmup + runs):
+        shift = round_number % len(sides)
+        for side in sides[shift:] + sides[:shift]:
+            if side.error:
+                continue
+            elapsed = time_one(side)
+            if elapsed is not None and round_number >= warmup:
+                times[side.name].append(elapsed)
+    return times
+
+
+def report_latencies(
+    title: str, sides: list[Side], times: dict[str, list[float]], facts: dict
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Print the per-side median/p90/min/max table with the ratios to Docker, then every note and
+    error; return (summaries by side, ratios by "<side>/docker")."""
+    summaries = {side.name: summarize(times[side.name]) for side in sides}
+    docker = summaries.get(DOCKER, {})
+    ratios = {
+        f"{name}/docker": {key: ratio(summaries[name], docker, key) for key in ("median", "p90")}
+        for name in (PYENGINE, DOCKER_CLI_ON_PYENGINE)
+        if name in summaries
+    }
+    print(f"\n{title}")
+    for key in ("docker_version", "pyengine_version"):
+        if key in facts:
+            print(f"  {key.replace('_', ' ')}: {facts[key]}")
+    rows = [("side", "median", "p90", "min", "max", "median/docker", "p90/docker")]
+    for side in sides:
+        summary = summaries[side.name]
+        to_docker = ratios.get(f"{side.name}/docker", {})
+        rows.append(
+            (
+                side.name,
+                seconds(summary.get("median")),
+                seconds(summary.get("p90")),
+                seconds(summary.get("min")),
+                seconds(summary.get("max")),
+                times_x(to_docker.get("median")) if side.name != DOCKER else "1.00x",
+                times_x(to_docker.get("p90")) if side.name != DOCKER else "1.00x",
+            )
+        )
+    print()
+    print_table(rows)
+    for side in sides:
+        for note in side.notes:
+            print(f"note: {side.name}: {note}")
+        if side.error:
+            print(f"error: {side.name}: {side.error}")
+    for note in facts.get("notes", []):
+        print(f"note: {note}")
+    return summaries, ratios
