@@ -170,9 +170,10 @@ def test_events_show_network_connect_and_disconnect_around_a_run(api, cli, busyb
         in {c["Actor"]["ID"] for c in events if c["Actor"]["Attributes"].get("name") == "ev-net"}
     ]
     assert mine.index(("network", "connect")) < mine.index(("container", "start"))
-    # (Docker sends die before disconnect; we release the network as the exit is recorded)
+    # Docker's order on exit: die, then disconnect, then (for --rm) destroy.
     assert (
         mine.index(("container", "start"))
+        < mine.index(("container", "die"))
         < mine.index(("network", "disconnect"))
         < mine.index(("container", "destroy"))
     )

@@ -334,9 +334,10 @@ class ContainerService:
             return {"type": "network"}
         return self.networks.attach(container)
 
-    def _detach_networks(self, container: Container) -> None:
-        if self.networks is not None:
-            self.networks.detach(container)
+    def _detach_networks(self, container: Container, *, notify: bool = True) -> list[Any]:
+        if self.networks is None:
+            return []
+        return self.networks.detach(container, notify=notify)
 
     def _write_bundle(self, container: Container, network_ns: dict[str, Any] | None) -> dict[str, Any]:
         from pyengine.runtime.users import resolve_groups, resolve_user
@@ -412,7 +413,7 @@ class ContainerService:
             # Kernel work first: no await may separate "exited" from a restart policy's "restarting".
             oom = await asyncio.to_thread(control.release_cgroup, container) or oom
             await asyncio.to_thread(self._unmount_rootfs, container)
-            await asyncio.to_thread(self._detach_networks, container)
+            left_networks = await asyncio.to_thread(self._detach_networks, container, notify=False)
             container.State.move_to(ContainerStatus.EXITED)
             container.State.ExitCode = exit_code
             container.State.Pid = 0
@@ -424,6 +425,8 @@ class ContainerService:
                 event.set()
             restarting = self.restarts.schedule(container, exit_code)
         self.hooks.call("pyengine_container_post_exit", container=container, exit_code=exit_code)
+        for network in left_networks:  # Docker's order: die, then disconnect
+            self.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
         if restarting:  # still "running" for wait, as Docker's
             self._resolve_waiters(container, ("next-exit",))
             return

@@ -220,11 +220,19 @@ class ContainerAttachments:
             text = "\n".join([f"nameserver {RESOLVER_ADDRESS}", *kept, f"options {options}"]) + "\n"
             (directory / "resolv.conf").write_text(text)
 
-    def detach(self, container: Container) -> None:
-        """Undo :meth:`attach`: endpoints, published ports, DNS, the namespace. Idempotent."""
+    def detach(self, container: Container, *, notify: bool = True) -> list[Any]:
+        """Undo :meth:`attach`: endpoints, published ports, DNS, the namespace. Idempotent.
+
+        Returns the networks the container left. With ``notify=False`` the caller fires
+        ``pyengine_network_post_disconnect`` for them itself (after its own "die", as Docker orders
+        the events of an exit).
+        """
         settings = container.NetworkSettings or {}
+        left = []
         for entry in (settings.get("Networks") or {}).values():
-            self._leave(entry, container)
+            network = self._leave(entry, container, notify)
+            if network is not None:
+                left.append(network)
         if self.dns is not None:
             self.dns.close(container.Id)
         sandbox = settings.get("SandboxKey") or ""
@@ -236,26 +244,30 @@ class ContainerAttachments:
         if settings:
             settings["SandboxKey"] = ""
             settings["Ports"] = {}
+        return left
 
-    def _leave(self, entry: dict[str, Any], container: Container) -> None:
+    def _leave(self, entry: dict[str, Any], container: Container, notify: bool = True) -> Any | None:
         endpoint_id = entry.get("EndpointID")
         if not endpoint_id:
-            return
+            return None
+        network = None
         with contextlib.suppress(EngineError):
             network = self.get(entry["NetworkID"])  # type: ignore[attr-defined]
-            self.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
+            if notify:
+                self.hooks.call("pyengine_network_post_disconnect", network=network, container=container)
         self.ports.release(endpoint_id)
         try:
             driver = self.driver(self.get(entry["NetworkID"]).Driver)  # type: ignore[attr-defined]
         except EngineError:
             _blank(entry)
-            return
+            return network
         for step in (driver.revoke_external_connectivity, driver.leave, driver.delete_endpoint):
             try:
                 step(entry["NetworkID"], endpoint_id)
             except EngineError as exc:
                 log.warning("network cleanup of endpoint %s: %s", endpoint_id[:12], exc)
         _blank(entry)
+        return network
 
     # ---- connect / disconnect -----------------------------------------------------------------
     def connect(self, network: Any, container: Container, config: dict[str, Any] | None) -> None:
