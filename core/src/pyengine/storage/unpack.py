@@ -32,19 +32,21 @@ def extract_archive(
         root_fd, "keep", prefix=prefix, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner
     )
     try:
-        _unpack_stream(stream, unpacker)
+        _unpack_stream(stream, unpacker, "archive")
         return unpacker.size
     finally:
         unpacker.close()
 
 
-def _unpack_stream(stream: BinaryIO, unpacker: LayerUnpacker) -> None:
+def _unpack_stream(stream: BinaryIO, unpacker: LayerUnpacker, subject: str) -> None:
+    """Feed every member of the tar stream to ``unpacker``, then finish it. ``subject`` names the
+    tar in errors ("layer", "archive")."""
     try:
         tar = tarfile.open(fileobj=stream, mode="r|*")
     except tarfile.ReadError as exc:
         if str(exc) == "empty file":
-            return  # like Go's archive/tar: no bytes at all is an empty archive
-        raise InvalidArgument(f"not a valid tar archive: {exc}") from exc
+            return  # like Go's archive/tar: no bytes at all is an empty tar
+        raise InvalidArgument(f"{subject} is not a valid tar archive: {exc}") from exc
     with tar:
         while True:
             try:
@@ -53,7 +55,7 @@ def _unpack_stream(stream: BinaryIO, unpacker: LayerUnpacker) -> None:
                     break
                 unpacker.apply(tar, member)
             except tarfile.TarError as exc:
-                raise InvalidArgument(f"tar archive is corrupt: {exc}") from exc
+                raise InvalidArgument(f"{subject} tar is corrupt: {exc}") from exc
             tar.members.clear()  # the stream reader would otherwise keep every header
     unpacker.finish()
 
@@ -73,23 +75,7 @@ def apply_layer(stream: BinaryIO, target: Path, *, whiteouts: str = "delete") ->
         raise ValueError(f"whiteouts must be 'delete' or 'overlay', not {whiteouts!r}")
     unpacker = LayerUnpacker(target, whiteouts)
     try:
-        try:
-            tar = tarfile.open(fileobj=stream, mode="r|*")
-        except tarfile.ReadError as exc:
-            if str(exc) == "empty file":
-                return 0  # like Go's archive/tar: no bytes at all is an empty layer
-            raise InvalidArgument(f"layer is not a valid tar archive: {exc}") from exc
-        with tar:
-            while True:
-                try:
-                    member = tar.next()
-                    if member is None:
-                        break
-                    unpacker.apply(tar, member)
-                except tarfile.TarError as exc:
-                    raise InvalidArgument(f"layer tar is corrupt: {exc}") from exc
-                tar.members.clear()  # the stream reader would otherwise keep every header
-        unpacker.finish()
+        _unpack_stream(stream, unpacker, "layer")
         return unpacker.size
     finally:
         unpacker.close()
