@@ -10,14 +10,10 @@ holding the pipes open), and only then is the run finished: log closed, ``<id>.e
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
 import signal
-import struct
-import termios
 import time
 from collections.abc import Callable
 
@@ -27,10 +23,10 @@ from pyengine.supervisor.connection import Connection
 from pyengine.supervisor.jsonlog import JsonLogWriter
 from pyengine.supervisor.protocol import STREAM_NUMBERS, encode_frame, rfc3339_nano
 from pyengine.supervisor.reactor import Reactor, Timer
+from pyengine.supervisor.stdio import exit_code, read_chunk, release_stdin, set_window_size
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 65536
 # Stdin a container is not reading yet is held up to this much before its writers are paused.
 MAX_STDIN_BUFFER = 1 << 20
 # After the exit, how long output may keep arriving through pipes something else still holds open.
@@ -193,8 +189,7 @@ class Container:
             raise Conflict(f"container {self.id} has no terminal to resize")
         if not self._outputs:
             raise Conflict(f"container {self.id} is not running")
-        console = next(iter(self._outputs))
-        fcntl.ioctl(console, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        set_window_size(next(iter(self._outputs)), height, width)
 
     # -- attach ------------------------------------------------------------------------------------
 
@@ -262,26 +257,16 @@ class Container:
 
     def _close_stdin(self) -> None:
         fd, self._stdin_fd = self._stdin_fd, None
-        if fd is None:
-            return
-        if fd in self._outputs:  # a pty: input and output share the master, which stays for output
-            self.reactor.on_writable(fd, None)
-        else:
-            self.reactor.forget(fd)
-            os.close(fd)
+        if fd is not None:
+            release_stdin(self.reactor, fd, self._outputs)
 
     # -- output and exit ---------------------------------------------------------------------------
 
     def _read_output(self, fd: int) -> bool:
         """Read once from ``fd``; True if data came (there may be more)."""
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
+        data = read_chunk(fd, f"container {self.id}")
+        if data is None:
             return False
-        except OSError as exc:
-            if exc.errno != errno.EIO:  # EIO is how a pty master says every slave is closed
-                log.warning("container %s: reading its output failed: %s", self.id, exc)
-            data = b""
         stream = self._outputs[fd]
         if not data:
             self._close_output(fd)
@@ -309,15 +294,9 @@ class Container:
                 pass
 
     def _reap(self) -> None:
-        try:
-            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            log.error("container %s: process %d is not a child of the supervisor", self.id, self.pid)
-            code = 255
-        else:
-            if info is None:
-                return
-            code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+        code = exit_code(self.pidfd)
+        if code is None:
+            return
         self.reactor.forget(self.pidfd)
         os.close(self.pidfd)
         self.pidfd = None

@@ -12,13 +12,9 @@ Docker, an exec's output is not part of the container's log).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
-import struct
-import termios
 from collections.abc import Callable
 
 from pyengine.errors import StartFailed
@@ -26,10 +22,10 @@ from pyengine.runtime.exec import exec_in_container
 from pyengine.supervisor.connection import Connection
 from pyengine.supervisor.protocol import EXIT_STREAM, STREAM_NUMBERS, encode_frame
 from pyengine.supervisor.reactor import Reactor
+from pyengine.supervisor.stdio import exit_code, read_chunk, release_stdin, set_window_size
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 65536
 MAX_STDIN_BUFFER = 1 << 20
 # An exec's output has no log to fall back on: past this much unsent to the client, the process's
 # output is no longer read (the process blocks on its pipe) until the client has caught up.
@@ -123,7 +119,7 @@ class ExecProcess:
     def resize(self, height: int, width: int) -> None:
         if self._console is None or self._exited:
             raise StartFailed(f"exec {self.exec_id} has no terminal to resize")
-        fcntl.ioctl(self._console, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        set_window_size(self._console, height, width)
 
     # -- stdin -------------------------------------------------------------------------------------
 
@@ -171,25 +167,15 @@ class ExecProcess:
 
     def _close_stdin(self) -> None:
         fd, self._stdin_fd = self._stdin_fd, None
-        if fd is None:
-            return
-        if fd in self._outputs:
-            self.reactor.on_writable(fd, None)
-        else:
-            self.reactor.forget(fd)
-            os.close(fd)
+        if fd is not None:
+            release_stdin(self.reactor, fd, self._outputs)
 
     # -- output and exit ---------------------------------------------------------------------------
 
     def _read_output(self, fd: int) -> bool:
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
+        data = read_chunk(fd, f"exec {self.exec_id}")
+        if data is None:
             return False
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                log.warning("exec %s: reading its output failed: %s", self.exec_id, exc)
-            data = b""
         if not data:
             self._close_output(fd)
             if self._exited and not self._outputs:
@@ -224,14 +210,9 @@ class ExecProcess:
         os.close(fd)
 
     def _reap(self) -> None:
-        try:
-            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            code = 255
-        else:
-            if info is None:
-                return
-            code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+        code = exit_code(self.pidfd)
+        if code is None:
+            return
         self.reactor.forget(self.pidfd)
         os.close(self.pidfd)
         self.pidfd = None
