@@ -1,4 +1,4 @@
-"""``pyengine registry serve`` (also ``python -m pyengine.registry serve``)."""
+"""``pyengine registry serve`` and ``garbage-collect`` (also ``python -m pyengine.registry ...``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import ssl
 from pathlib import Path
 
 import click
+
+from pyengine.errors import EngineError
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})
@@ -52,5 +54,32 @@ def serve(addr: str, root: Path, htpasswd: Path | None, tls_cert: Path | None, t
     )
     try:
         run(config)
-    except (OSError, ValueError, ssl.SSLError) as exc:
+    except (OSError, ValueError, ssl.SSLError, EngineError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@registry.command("garbage-collect")
+@click.option(
+    "--root",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The registry's directory (the registry must not be serving it)",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted")
+@click.option(
+    "-m", "--delete-untagged", is_flag=True, help="Also delete manifests no tag reaches, and their blobs"
+)
+def garbage_collect(root: Path, dry_run: bool, delete_untagged: bool) -> None:
+    """Delete the blobs (and untagged manifests, with -m) nothing refers to any more."""
+    from pyengine.registry.gc import collect_garbage
+
+    try:
+        report = collect_garbage(root, dry_run=dry_run, delete_untagged=delete_untagged)
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would delete" if dry_run else "deleted"
+    for repository, digest in report.manifests:
+        click.echo(f"{repository}: {verb} manifest {digest}")
+    for digest in report.blobs:
+        click.echo(f"{verb} blob {digest}")
+    click.echo(f"{len(report.blobs)} blobs, {report.bytes_freed} bytes {'to free' if dry_run else 'freed'}")

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from pyengine.registry import errors
 from pyengine.registry.auth import HtpasswdAuth
+from pyengine.registry.gc import registry_lock
 from pyengine.registry.routes import STORAGE_KEY, UPLOADS_KEY, add_routes
 from pyengine.registry.storage import RegistryStorage
 from pyengine.registry.uploads import UploadManager
@@ -81,6 +82,11 @@ def make_ssl_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 async def serve(config: RegistryConfig, ready: asyncio.Event | None = None) -> None:
     """Serve until SIGTERM or SIGINT. Prints ``listening on URL`` (with the real port) when ready."""
+    with registry_lock(Path(config.root), exclusive=False):  # garbage collection waits for us
+        await _serve_locked(config, ready)
+
+
+async def _serve_locked(config: RegistryConfig, ready: asyncio.Event | None) -> None:
     app = make_app(config.root, config.htpasswd)
     ssl_context = None
     if config.tls_cert is not None or config.tls_key is not None:

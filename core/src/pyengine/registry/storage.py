@@ -14,8 +14,8 @@ Layout under the root::
 Repository name components start with a letter or digit, so ``_layers`` and friends never collide
 with a nested repository. Blob data is written to a temporary file, verified, fsynced and renamed;
 link files are written to a temporary file and renamed. Deleting a blob or manifest removes the
-repository's link; blob data no repository links any more stays until a garbage collection (not
-implemented).
+repository's link; blob data nothing refers to any more stays until a garbage collection
+(:mod:`pyengine.registry.gc`).
 """
 
 from __future__ import annotations
