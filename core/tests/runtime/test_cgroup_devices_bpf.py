@@ -361,3 +361,10 @@ def test_v2_create_with_a_bad_rule_makes_nothing(v2_path):
     with pytest.raises(InvalidArgument, match="unknown device type 'z'"):
         hierarchy.create(path, {"devices": [DENY_ALL, {"allow": True, "type": "z", "access": "r"}]})
     assert not hierarchy.exists(path)
+
+
+def test_a_long_rule_list_loads_and_is_enforced(cgroup_dir, nodes):
+    many = [{"allow": True, "type": "c", "major": 200 + i, "minor": i, "access": "rw"} for i in range(1000)]
+    attach(cgroup_dir, [DENY_ALL, *many, {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}])
+    ops = [("open", nodes["zero"], "r"), ("open", nodes["loop-control"], "r")]
+    assert probe(cgroup_dir, ops) == [OK, EPERM]

@@ -25,6 +25,7 @@ write 4) in its high 16 bits.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import struct
 import sys
@@ -177,11 +178,12 @@ _ALU32_AND_K = 0x54  # (u32) dst &= imm
 _ALU32_RSH_K = 0x74  # (u32) dst >>= imm
 _ALU32_MOV_K = 0xB4  # (u32) dst = imm
 _ALU32_MOV_X = 0xBC  # (u32) dst = src
+_ALU64_MOV_X = 0xBF  # dst = src
 _JMP_JNE_K = 0x55  # if dst != imm: pc += off
 _JMP_JNE_X = 0x5D  # if dst != src: pc += off
 _JMP_JEQ_K = 0x15  # if dst == imm: pc += off
 _EXIT = 0x95
-R0, R1, R2, R3, R4, R5 = range(6)
+R0, R1, R2, R3, R4, R5, R6 = range(7)
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -193,25 +195,41 @@ def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> 
 
 def _exception_block(exception: DeviceException, verdict: int, default_allow: bool) -> list[bytes]:
     """Instructions that return ``verdict`` when the request matches ``exception`` and otherwise
-    fall through to the next block. Each test jumps to the end of the block, so its offset is the
-    number of instructions after it; they are built as (code, dst, src, imm) and numbered last."""
-    tests: list[tuple[int, int, int, int]] = [(_JMP_JNE_K, R2, 0, exception.kind)]
+    fall through to the next block.
+
+    Each block reads what it compares afresh from the context (kept in r6): with no register live
+    from one block to the next, the verifier finds the same state at every block's start and checks
+    the program in linear time. (Loading the fields once up front makes it walk every combination
+    of earlier outcomes, and a thousand rules exceed its million-instruction budget.) What limits
+    the number of exceptions now is the verifier's 8192 pending branches: about 2500 of them.
+    Each test jumps to the end of the block; the offsets are numbered once the block is complete.
+    """
+    steps: list[tuple[int, int, int, int, int]] = [  # (code, dst, src, off, imm); off 1 marks a jump
+        (_LDX_MEM_W, R2, R6, 0, 0),  # r2 = ctx->access_type & 0xffff: the device type
+        (_ALU32_AND_K, R2, 0, 0, 0xFFFF),
+        (_JMP_JNE_K, R2, 0, 1, exception.kind),
+    ]
     if exception.access != ACC_ALL:
-        tests.append((_ALU32_MOV_X, R1, R3, 0))
-        tests.append((_ALU32_AND_K, R1, 0, exception.access))
+        steps += [
+            (_LDX_MEM_W, R3, R6, 0, 0),  # r3 = ctx->access_type >> 16: the access asked for
+            (_ALU32_RSH_K, R3, 0, 0, 16),
+            (_ALU32_MOV_X, R1, R3, 0, 0),
+            (_ALU32_AND_K, R1, 0, 0, exception.access),
+        ]
         if default_allow:  # deny list: any shared access bit refuses
-            tests.append((_JMP_JEQ_K, R1, 0, 0))
+            steps.append((_JMP_JEQ_K, R1, 0, 1, 0))
         else:  # allow list: every requested bit must be covered
-            tests.append((_JMP_JNE_X, R1, R3, 0))
+            steps.append((_JMP_JNE_X, R1, R3, 1, 0))
     if exception.major != WILDCARD:
-        tests.append((_JMP_JNE_K, R4, 0, exception.major))
+        steps += [(_LDX_MEM_W, R4, R6, 4, 0), (_JMP_JNE_K, R4, 0, 1, exception.major)]
     if exception.minor != WILDCARD:
-        tests.append((_JMP_JNE_K, R5, 0, exception.minor))
+        steps += [(_LDX_MEM_W, R5, R6, 8, 0), (_JMP_JNE_K, R5, 0, 1, exception.minor)]
     tail = [_insn(_ALU32_MOV_K, R0, imm=verdict), _insn(_EXIT)]
     block = []
-    for position, (code, dst, src, imm) in enumerate(tests):
+    for position, (code, dst, src, off, imm) in enumerate(steps):
         is_jump = code in (_JMP_JNE_K, _JMP_JNE_X, _JMP_JEQ_K)
-        off = len(tests) - position - 1 + len(tail) if is_jump else 0
+        if is_jump:
+            off = len(steps) - position - 1 + len(tail)
         block.append(_insn(code, dst, src, off, imm))
     return block + tail
 
@@ -223,14 +241,7 @@ def compile_device_rules(rules: list[dict]) -> bytes:
     or a rule that punches a hole in a wildcard rule.
     """
     default_allow, exceptions = reduce_device_rules(rules)
-    program = [
-        _insn(_LDX_MEM_W, R2, R1, 0),  # r2 = ctx->access_type & 0xffff: the device type
-        _insn(_ALU32_AND_K, R2, imm=0xFFFF),
-        _insn(_LDX_MEM_W, R3, R1, 0),  # r3 = ctx->access_type >> 16: the access asked for
-        _insn(_ALU32_RSH_K, R3, imm=16),
-        _insn(_LDX_MEM_W, R4, R1, 4),  # r4 = ctx->major
-        _insn(_LDX_MEM_W, R5, R1, 8),  # r5 = ctx->minor
-    ]
+    program = [_insn(_ALU64_MOV_X, R6, R1)]  # r6 = ctx, for every block
     verdict = 0 if default_allow else 1
     for exception in exceptions:
         program += _exception_block(exception, verdict, default_allow)
@@ -324,36 +335,43 @@ def load_device_program(insns: bytes, name: bytes = PROGRAM_NAME) -> int:
 
     ``name`` (at most 15 bytes) is how :func:`attach_device_program` recognises our programs.
 
-    A program the verifier rejects raises StartFailed with the head of the verifier's log; other
-    failures (no CAP_SYS_ADMIN, a kernel without cgroup BPF) raise OSError.
+    A program the verifier rejects raises StartFailed with the verifier's log (its head, and its
+    tail where the reason is); other failures (no CAP_SYS_ADMIN, a kernel without cgroup BPF) raise
+    OSError. The first attempt asks for no log: a log that outgrows its buffer fails a load that
+    would otherwise succeed, so the log is only collected when retrying a failed load.
     """
     if not insns or len(insns) % 8:
         raise ValueError("a BPF program is a non-empty sequence of 8-byte instructions")
     code = ctypes.create_string_buffer(insns, len(insns))
     license = ctypes.create_string_buffer(LICENSE)
-    log = ctypes.create_string_buffer(_LOG_SIZE)
     attr = _ProgLoadAttr(
         prog_type=BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt=len(insns) // 8,
         insns=ctypes.addressof(code),
         license=ctypes.addressof(license),
-        log_level=1,
-        log_size=_LOG_SIZE,
-        log_buf=ctypes.addressof(log),
         prog_name=name,
         expected_attach_type=BPF_CGROUP_DEVICE,
     )
     try:
         return _bpf(BPF_PROG_LOAD, attr, "loading the device cgroup program")
     except OSError as exc:
-        verifier_log = log.value.decode(errors="replace").strip()
-        if verifier_log:
-            head = "\n".join(verifier_log.splitlines()[:20])
-            reason = os.strerror(exc.errno)
-            raise StartFailed(
-                f"the kernel's BPF verifier rejected the device cgroup program ({reason}):\n{head}"
-            ) from None
-        raise
+        first_failure = exc
+    # The verifier answers EINVAL, EACCES, E2BIG, even EFAULT (too many branches): whether it spoke
+    # shows in its log, so every failure is retried with one.
+    log = ctypes.create_string_buffer(_LOG_SIZE)
+    attr.log_level, attr.log_size, attr.log_buf = 1, _LOG_SIZE, ctypes.addressof(log)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, "loading the device cgroup program")
+    except OSError:
+        lines = log.value.decode(errors="replace").strip().splitlines()
+        if not lines:
+            raise first_failure from None
+        if len(lines) > 30:
+            lines = lines[:15] + [f"... ({len(lines) - 25} lines)"] + lines[-10:]
+        reason = os.strerror(first_failure.errno)  # the retry may only add ENOSPC: a log cut short
+        raise StartFailed(
+            f"the kernel's BPF verifier rejected the device cgroup program ({reason}):\n" + "\n".join(lines)
+        ) from None
 
 
 def _cgroup_fd(cgroup_dir: str) -> int:
@@ -385,7 +403,7 @@ def _query(cgroup_fd: int, cgroup_dir: str) -> list[int]:
         try:
             _bpf(BPF_PROG_QUERY, attr, f"listing the device programs of {cgroup_dir}")
         except OSError as exc:
-            if exc.errno == 28 and capacity < 1 << 16:  # ENOSPC: more programs than room
+            if exc.errno == errno.ENOSPC and capacity < 1 << 16:  # more programs than room
                 capacity *= 4
                 continue
             raise
