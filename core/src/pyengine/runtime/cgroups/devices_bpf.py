@@ -65,9 +65,12 @@ PROGRAM_NAME = b"pyengine_dev"
 LICENSE = b"Apache"
 _LOG_SIZE = 1 << 16
 
-_SYS_BPF = {"x86_64": syscall_numbers.X86_64["bpf"], "aarch64": 280, "riscv64": 280}.get(
-    os.uname().machine, syscall_numbers.X86_64["bpf"]
-)
+# bpf(2): 280 in the generic table (aarch64, riscv64, loongarch64); x86 keeps its own numbers.
+_SYS_BPF = {
+    "x86_64": syscall_numbers.X86_64["bpf"],
+    "i686": syscall_numbers.I386["bpf"],
+    "i386": syscall_numbers.I386["bpf"],
+}.get(os.uname().machine, 280)
 
 
 @dataclass(frozen=True)
