@@ -368,3 +368,13 @@ def test_a_long_rule_list_loads_and_is_enforced(cgroup_dir, nodes):
     attach(cgroup_dir, [DENY_ALL, *many, {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "r"}])
     ops = [("open", nodes["zero"], "r"), ("open", nodes["loop-control"], "r")]
     assert probe(cgroup_dir, ops) == [OK, EPERM]
+
+
+def test_v2_create_refused_by_the_verifier_leaves_no_directory(v2_path):
+    # Far more exceptions than the verifier's 8192 pending branches allow (about 2500 fit).
+    hierarchy, path = v2_path
+    too_many = [{"allow": True, "type": "c", "major": 300 + i, "access": "rw"} for i in range(20000)]
+    with pytest.raises(StartFailed, match="BPF verifier rejected the device cgroup program") as info:
+        hierarchy.create(path, {"devices": [DENY_ALL, *too_many]})
+    assert "\n" in str(info.value)  # the log follows the first line
+    assert not hierarchy.exists(path)
