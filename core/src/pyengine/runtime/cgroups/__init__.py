@@ -7,7 +7,10 @@ Vocabulary:
   (``/sys/fs/cgroup/memory/pyengine/<id>``, ``/sys/fs/cgroup/pids/pyengine/<id>``...); on v2 one
   directory under the unified root.
 - **resources** are the OCI ``linux.resources`` object (``memory``, ``cpu``, ``pids``, ``blockIO``,
-  ``devices``), in runc's units: memory.swap is memory+swap, cpu.shares is v1 shares.
+  ``devices``), in runc's units: memory.swap is memory+swap, cpu.shares is v1 shares. Device rules
+  go to ``devices.allow``/``devices.deny`` on v1 and become an eBPF program attached to the
+  container's directory on v2 (:mod:`pyengine.runtime.cgroups.devices_bpf`); an update without
+  ``devices`` leaves them as they are.
 
 Flows:
 

@@ -1,8 +1,7 @@
 """cgroup v2: one unified tree; runc's conversions from the OCI (v1-flavoured) resource values.
 
-Device rules have no file on v2 (they are an eBPF program attached to the cgroup); this module does
-not load one, so on a v2 host the device allow list is enforced only by the nodes the runtime creates
-in /dev and by the capability set. Everything else maps to a file.
+Device rules have no file on v2: ``resources["devices"]`` becomes an eBPF program attached to the
+container's directory (:mod:`pyengine.runtime.cgroups.devices_bpf`). Everything else maps to a file.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from pyengine.runtime.cgroups import common
+from pyengine.runtime.cgroups import common, devices_bpf
 
 
 def cpu_weight(shares: int) -> int:
@@ -76,9 +75,22 @@ class CgroupV2:
         return os.path.isdir(self._dir(path))
 
     def create(self, path: str, resources: dict) -> list[str]:
+        """Make the directory and apply ``resources``; a directory this call made is removed again
+        when they cannot be applied. Bad device rules raise InvalidArgument before anything is made."""
+        if resources.get("devices") is not None:
+            devices_bpf.compile_device_rules(resources["devices"])
         directory = self._dir(path)
+        existed = os.path.isdir(directory)
         self._make(directory)
-        return self.update(path, resources)
+        try:
+            return self.update(path, resources)
+        except BaseException:
+            if not existed:
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass
+            raise
 
     def _make(self, directory: str) -> None:
         """mkdir -p, enabling in each parent the controllers its parent offers (subtree_control)."""
@@ -104,7 +116,24 @@ class CgroupV2:
                 warnings.append(f"Your kernel does not support {name} (cgroup v2): discarded.")
                 continue
             common.write(target, value)
+        if resources.get("devices") is not None:
+            warnings += self._apply_devices(directory, resources["devices"])
         return warnings
+
+    def _apply_devices(self, directory: str, rules: list[dict]) -> list[str]:
+        """Attach the program for ``rules``, replacing the one of an earlier create/update.
+
+        Where cgroup BPF is unavailable (a user namespace, an old kernel) a rule set that allows
+        every device is not worth failing for, as runc judges too; any other one is.
+        """
+        try:
+            devices_bpf.apply_device_rules(directory, rules)
+        except OSError as exc:
+            default_allow, exceptions = devices_bpf.reduce_device_rules(rules)
+            if default_allow and not exceptions:
+                return [f"Device rules not applied (cgroup v2 device program): {exc.strerror or exc}"]
+            raise
+        return []
 
     def procs_files(self, path: str) -> list[str]:
         return [os.path.join(self._dir(path), "cgroup.procs")]
