@@ -103,7 +103,8 @@ def test_idmapped_bind_shifts_owners_both_ways(tmp_path):
 
 def test_root_in_the_container_is_the_mapped_user(bundle):
     run = run_remapped(
-        bundle, "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; stat -c %u /bin/busybox; touch /made"
+        bundle,
+        "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; stat -c %u /bin/busybox; touch /made",
     )
     assert run.error is None, run.error
     lines = run.stdout.split("\n")
@@ -122,7 +123,9 @@ def test_host_root_files_stay_out_of_reach(bundle, tmp_path):
         bundle,
         "cat /secret/key; echo status=$?; cat /proc/self/status | grep CapEff; "
         "mount -t tmpfs t /mnt 2>&1; echo mount=$?",
-        extra_mounts=[{"destination": "/secret", "type": "bind", "source": str(secret), "options": ["rbind"]}],
+        extra_mounts=[
+            {"destination": "/secret", "type": "bind", "source": str(secret), "options": ["rbind"]}
+        ],
     )
     assert run.error is None, run.error
     assert "host only" not in run.stdout

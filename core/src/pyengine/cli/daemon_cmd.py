@@ -52,8 +52,8 @@ def daemon(
     userns_remap: str | None = None,
 ) -> None:
     """Run the pyengine daemon."""
-    from pyengine.daemon.config import DEFAULT_HOST, DaemonConfig
     from pyengine.daemon import userns_remap as remap
+    from pyengine.daemon.config import DEFAULT_HOST, DaemonConfig
     from pyengine.daemon.server import run
     from pyengine.errors import EngineError
 

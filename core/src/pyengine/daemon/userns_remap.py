@@ -40,7 +40,9 @@ def resolve(value: str | None, *, subuid: Path = SUBUID_FILE, subgid: Path = SUB
     else:
         user, _, group = value.partition(":")
         if not user or (":" in value and not group):
-            raise InvalidArgument(f'invalid --userns-remap value "{value}": expected "default" or USER[:GROUP]')
+            raise InvalidArgument(
+                f'invalid --userns-remap value "{value}": expected "default" or USER[:GROUP]'
+            )
     user_name, user_id = _lookup_user(user)
     if not group:
         group_name, group_id = user_name, None
@@ -98,7 +100,10 @@ def _ensure_default_user(subuid: Path, subgid: Path) -> None:
     """Create ``pyremap`` and its subordinate ranges if missing (what dockerd does for dockremap)."""
     try:
         pwd.getpwnam(DEFAULT_REMAP_USER)
+        exists = True
     except KeyError:
+        exists = False
+    if not exists:
         log.info("creating user %s for --userns-remap=default", DEFAULT_REMAP_USER)
         result = subprocess.run(
             ["useradd", "--system", "--shell", "/bin/false", "--user-group", DEFAULT_REMAP_USER],

@@ -292,7 +292,9 @@ def mount_overlay_idmapped(
     fds: list[int] = []
     try:
         fs_fd = _check(
-            _libc.syscall(ctypes.c_long(_SYS_FSOPEN), ctypes.c_char_p(b"overlay"), ctypes.c_uint(FSOPEN_CLOEXEC)),
+            _libc.syscall(
+                ctypes.c_long(_SYS_FSOPEN), ctypes.c_char_p(b"overlay"), ctypes.c_uint(FSOPEN_CLOEXEC)
+            ),
             "fsopen overlay",
         )
         fds.append(fs_fd)
@@ -310,7 +312,10 @@ def mount_overlay_idmapped(
             _fsconfig(fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)
         mount_fd = _check(
             _libc.syscall(
-                ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fs_fd), ctypes.c_uint(FSMOUNT_CLOEXEC), ctypes.c_uint(0)
+                ctypes.c_long(_SYS_FSMOUNT),
+                ctypes.c_int(fs_fd),
+                ctypes.c_uint(FSMOUNT_CLOEXEC),
+                ctypes.c_uint(0),
             ),
             "fsmount overlay",
         )
@@ -326,7 +331,11 @@ class _CapHeader(ctypes.Structure):
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def _raise_effective_capabilities() -> None:

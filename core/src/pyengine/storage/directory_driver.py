@@ -223,7 +223,9 @@ class DirectoryLayerDriver(StorageDriver, IdMappedMount):
                 self.idmapped_dir.mkdir(mode=0o711, exist_ok=True)
                 target.mkdir(mode=0o700, exist_ok=True)
                 try:
-                    idmapping.mount_idmapped(self._layer_dir(layer_id), target, idmapping.user_namespace_fd(idmap))
+                    idmapping.mount_idmapped(
+                        self._layer_dir(layer_id), target, idmapping.user_namespace_fd(idmap)
+                    )
                 except OSError as exc:
                     target.rmdir()
                     raise NotSupported(

@@ -116,7 +116,9 @@ class IdMappedMountCases:
                 path,
                 [("create", "new-file"), ("mkdir", "new-dir"), ("append", "etc/by-root")],
             )
-            write_as(SUITE_IDMAP.host_uid(1000), SUITE_IDMAP.host_gid(1001), path / "home", [("create", "mine")])
+            write_as(
+                SUITE_IDMAP.host_uid(1000), SUITE_IDMAP.host_gid(1001), path / "home", [("create", "mine")]
+            )
         finally:
             mapping_driver.unmount("container")
         changes = {(c.kind, c.path) for c in layer_changes(mapping_driver, "container")}
@@ -134,7 +136,9 @@ class IdMappedMountCases:
         finally:
             mapping_driver.unmount("container")
 
-    def test_idmapped_mounts_are_reference_counted(self, mapping_driver: StorageDriver, driver_root: Path) -> None:
+    def test_idmapped_mounts_are_reference_counted(
+        self, mapping_driver: StorageDriver, driver_root: Path
+    ) -> None:
         from pyengine.testing.storage_suite import mounts_under
 
         self._image_with_container(mapping_driver)

@@ -115,8 +115,10 @@ class OverlayDriver(StorageDriver, NativeDiff, IdMappedMount):
             except (FileNotFoundError, ValueError):
                 count = 0
             mapped = (entry / "idmap").exists()
-            if count > 0 and ((entry / "lower").exists() or mapped) and not kernel.is_mounted(
-                str(entry / "merged")
+            if (
+                count > 0
+                and ((entry / "lower").exists() or mapped)
+                and not kernel.is_mounted(str(entry / "merged"))
             ):
                 # the mount is gone (the host rebooted): nobody holds it any more
                 (entry / "mounts").unlink(missing_ok=True)
