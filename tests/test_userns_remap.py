@@ -285,8 +285,21 @@ def test_vfs_daemon_remaps_through_an_idmapped_bind(busybox_tar):
             container_id = engine.inspect("onvfs")["Id"]
             layer = Path(daemon.data_root, "storage", "vfs", "dir", container_id)
             assert (layer / "made").stat().st_uid == 0
-            assert not Path(daemon.data_root, "storage", "vfs", "idmapped", container_id).exists()
-            assert engine.cli("rm", "onvfs").returncode == 0
+            idmapped = Path(daemon.data_root, "storage", "vfs", "idmapped", container_id)
+            assert not idmapped.exists()
+            # running: the root is the idmapped bind; diff and commit still see the ids on disk
+            assert engine.cli("start", "onvfs").returncode == 0
+            engine.cli("exec", "onvfs", "true")  # (the container may already have ended again)
+            assert engine.cli("commit", "onvfs", "onvfs:1").returncode == 0
+            shown = engine.cli("run", "--rm", "--userns=host", "onvfs:1", "stat", "-c", "%u", "/made", "/bin")
+            assert shown.stdout.split() == ["0", "0"], shown.stderr
+            assert engine.cli("run", "-d", "--name", "sleeping", "busybox", "sleep", "300").returncode == 0
+            sleeping = engine.inspect("sleeping")["Id"]
+            assert Path(daemon.data_root, "storage", "vfs", "idmapped", sleeping).is_dir()
+            changes = engine.cli("diff", "sleeping").stdout.splitlines()
+            assert "C /bin" not in changes and "C /etc/passwd" not in changes, changes
+            assert engine.cli("rm", "-f", "sleeping", "onvfs").returncode == 0
+            assert not Path(daemon.data_root, "storage", "vfs", "idmapped", sleeping).exists()
 
 
 def _daemon_refuses(*remap_args: str) -> subprocess.CompletedProcess:

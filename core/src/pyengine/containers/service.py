@@ -345,10 +345,7 @@ class ContainerService:
         from pyengine.runtime.users import resolve_groups, resolve_user
 
         idmap = userns.container_idmap(self.userns_remap, container.HostConfig)
-        if idmap is not None:
-            rootfs = self.driver.mount_idmapped(container.Id, idmap)  # type: ignore[attr-defined]
-        else:
-            rootfs = self.driver.mount(container.Id)
+        rootfs = userns.mount_root(self.driver, container.Id, idmap)
         volumes_mounted = False
         try:
             uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")

@@ -10,6 +10,7 @@ container's root, as Docker's do; bind mounts of host paths stay as they are.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from pyengine.drivers.storage import IdMappedMount, StorageDriver
@@ -51,6 +52,18 @@ def container_idmap(remap: IdMap | None, host_config: Any) -> IdMap | None:
     if remap is None or mode_of(host_config) == "host":
         return None
     return remap
+
+
+def mount_root(driver: StorageDriver, container_id: str, idmap: IdMap | None) -> Path:
+    """The container's root file system: idmapped for a user namespace, else a plain mount."""
+    if idmap is None:
+        return driver.mount(container_id)
+    if not isinstance(driver, IdMappedMount):  # the daemon's setting changed since create
+        raise NotSupported(
+            f"the {driver.name} storage driver cannot mount a root file system for a user namespace; "
+            "recreate the container with --userns=host or run the daemon without --userns-remap"
+        )
+    return driver.mount_idmapped(container_id, idmap)
 
 
 def add_to_spec(spec: dict[str, Any], idmap: IdMap | None) -> None:

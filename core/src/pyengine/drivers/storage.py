@@ -221,8 +221,10 @@ class IdMappedMount(abc.ABC):
 
         Files owned by id N in the layers show as ``idmap``'s host id for N; files created by a
         host id in the map are stored with the id it stands for. Shares the reference count of
-        :meth:`StorageDriver.mount` (released by ``unmount``); while a layer is mounted through one
-        map, mounting it through another raises Conflict, and a plain ``mount`` returns the
-        mapped path too. Raises NotFound for an unknown layer, NotSupported when the kernel or the
-        file system under the driver's root cannot idmap.
+        :meth:`StorageDriver.mount` (released by ``unmount``). While a layer is mounted through one
+        map, mounting it through another raises Conflict; mounting it idmapped while it is mounted
+        plainly raises Conflict too. A plain ``mount`` meanwhile returns a path showing the ids on
+        disk where the driver can (directory drivers), else the mapped path (overlay has one mount
+        per layer). Raises NotFound for an unknown layer, NotSupported when the kernel or the file
+        system under the driver's root cannot idmap.
         """

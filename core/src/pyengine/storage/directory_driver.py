@@ -194,15 +194,14 @@ class DirectoryLayerDriver(StorageDriver, IdMappedMount):
     def mount(self, layer_id: str) -> Path:
         """The layer's directory is its root file system already: mounting only counts a reference.
 
-        While the layer is mounted idmapped, the idmapped path (see :meth:`mount_idmapped`).
+        Also while the layer is mounted idmapped: the directory shows the ids stored on disk, which
+        is what a diff, a commit or a copy wants.
         """
         with self._lock:
             self._require(layer_id)
             if layer_id in self._busy:
                 raise Conflict(f"layer {layer_id} is being written and cannot be mounted yet")
             self._mounts[layer_id] = self._mounts.get(layer_id, 0) + 1
-            if layer_id in self._idmaps:
-                return self.idmapped_dir / layer_id
         return self._layer_dir(layer_id)
 
     def mount_idmapped(self, layer_id: str, idmap: idmapping.IdMap) -> Path:
