@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pwd
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from pyengine.testing import engine_api
-from pyengine.testing.daemon import pyengine_daemon
+from pyengine.testing.daemon import pyengine_daemon, wait_for_ping
 
 PYENGINE = [sys.executable, "-m", "pyengine"]
 DOCKER = "/usr/local/bin/docker"
@@ -358,3 +359,41 @@ def test_default_creates_the_pyremap_user(busybox_tar):
     finally:
         _drop_lines("pyremap")
         subprocess.run(["userdel", "pyremap"], check=False, capture_output=True)
+
+
+def test_remapped_container_outlives_a_daemon_kill(busybox_tar):
+    """Live restore: the idmapped root stays for the running container and goes when it ends."""
+    with remap_user("pens-remaplr") as start:
+        with pyengine_daemon(PYENGINE, extra_args=["--userns-remap", "pens-remaplr"]) as daemon:
+            engine = Remapped(daemon, start)
+            assert (
+                engine.cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest").returncode == 0
+            )
+            assert engine.cli("run", "-d", "--name", "keeper", "busybox", "sleep", "300").returncode == 0
+            container_id = engine.inspect("keeper")["Id"]
+            merged = Path(daemon.data_root, "storage", "overlay", container_id, "merged")
+            os.kill(daemon.pid, signal.SIGKILL)
+            os.waitpid(daemon.pid, 0)  # the harness's child: reap it (its Popen copes with that)
+            args = [*PYENGINE, "daemon", "--data-root", daemon.data_root, "--exec-root", daemon.exec_root]
+            args += ["-H", daemon.host, "--userns-remap", "pens-remaplr"]
+            with open(daemon.log_path, "ab") as log:
+                again = subprocess.Popen(
+                    args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                )
+            try:
+                wait_for_ping(daemon.socket, again, 30.0, daemon.log_path)
+                assert engine.inspect("keeper")["State"]["Running"]
+                assert os.path.ismount(merged)
+                run = engine.cli("exec", "keeper", "sh", "-c", "cat /proc/self/uid_map; touch /after")
+                assert run.stdout.split() == ["0", str(start), "65536"], run.stderr
+                upper = Path(daemon.data_root, "storage", "overlay", container_id, "diff", "after")
+                assert upper.stat().st_uid == 0
+                assert engine.cli("stop", "-t", "1", "keeper").returncode == 0
+                assert not os.path.ismount(merged)
+                assert engine.cli("start", "keeper").returncode == 0  # mapped again by the new daemon
+                assert engine.cli("exec", "keeper", "stat", "-c", "%u", "/after").stdout.strip() == "0"
+                assert engine.cli("rm", "-f", "keeper").returncode == 0
+                assert not Path(daemon.data_root, "storage", "overlay", container_id).exists()
+            finally:
+                again.terminate()
+                again.wait(30)
