@@ -111,7 +111,8 @@ def test_container_root_is_the_first_subordinate_id(remapped):
         "sh",
         "-c",
         "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
-        "stat -c %u:%g /bin/busybox /etc/passwd; echo x > /etc/hosts && echo hosts-writable",
+        "stat -c %u:%g /bin/busybox /etc/passwd; echo x > /etc/hosts && echo hosts-writable; "
+        "ls /sys/kernel | grep -c ^mm$; ls /sys/fs/cgroup | wc -l",
     )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
@@ -119,6 +120,10 @@ def test_container_root_is_the_first_subordinate_id(remapped):
     assert lines[2].split() == lines[3].split() == ["0", str(remapped.start), "65536"]
     assert lines[4:6] == ["0:0", "0:0"]  # the image's files are root's inside
     assert lines[6] == "hosts-writable"
+    assert lines[7:] == [
+        "1",
+        "0",
+    ]  # a sysfs (the host's, bound: the network namespace is not ours), no cgroups
 
 
 def test_process_runs_as_the_subordinate_uid_on_the_host_and_exec_joins(remapped):

@@ -184,6 +184,7 @@ def mount_entry(root_fd: int, entry: dict, source_fd: int | None = None) -> None
                     raise
                 sc.mount("/sys", _fd_path(target_fd), None, sc.MS_BIND | sc.MS_REC)
                 is_bind = True  # read-only and the other flags: by the remount below
+                _hide_host_cgroups(root_fd, relative)
     finally:
         os.close(target_fd)
     remount_flags = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
@@ -198,6 +199,24 @@ def mount_entry(root_fd: int, entry: dict, source_fd: int | None = None) -> None
                 sc.mount(None, _fd_path(mounted_fd), None, propagation)
         finally:
             os.close(mounted_fd)
+
+
+def _hide_host_cgroups(root_fd: int, relative: str) -> None:
+    """Cover fs/cgroup of a /sys bound from the host with an empty read-only tmpfs: a fresh sysfs
+    has nothing there either, and the host's cgroup tree is none of the container's business."""
+    sys_fd = open_beneath(root_fd, relative)  # opened after the bind: the host's /sys
+    try:
+        try:
+            cgroup_fd = os.open("fs/cgroup", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=sys_fd)
+        except FileNotFoundError:
+            return
+        try:
+            flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+            sc.mount("tmpfs", _fd_path(cgroup_fd), "tmpfs", flags, "mode=755,size=0")
+        finally:
+            os.close(cgroup_fd)
+    finally:
+        os.close(sys_fd)
 
 
 def needs_dev_setup(mounts: list[dict]) -> bool:
