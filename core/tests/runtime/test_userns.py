@@ -137,10 +137,13 @@ def test_devices_proc_sys_and_terminal_work(bundle):
     run = run_remapped(
         bundle,
         "echo x > /dev/null && head -c 3 /dev/zero | wc -c && test -c /dev/urandom && "
-        "ls /sys/kernel >/dev/null && cat /proc/1/status | grep -c Name && echo ok",
+        "ls /sys/kernel >/dev/null && cat /proc/1/status | grep -c Name && "
+        "stat -c %u /dev/mqueue /dev/shm /dev/pts && readlink /proc/self/ns/ipc && echo ok",
     )
     assert run.error is None, run.error
-    assert run.stdout.split() == ["3", "1", "ok"], run.stderr
+    words = run.stdout.split()
+    assert words[:5] == ["3", "1", "0", "0", "0"] and words[-1] == "ok", run.stdout + run.stderr
+    assert words[5] != os.readlink("/proc/self/ns/ipc")  # an IPC namespace of its own
 
 
 def test_mappings_without_a_user_namespace_are_refused(bundle):

@@ -183,6 +183,9 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: by
             source_fds = mounts.open_bind_sources(spec_mounts)
             with _Step("becoming root in the user namespace"):
                 become_namespace_root()
+            if any(ns.get("type") == "ipc" and not ns.get("path") for ns in linux.get("namespaces") or ()):
+                with _Step("creating the IPC namespace"):
+                    sc.unshare(sc.CLONE_NEWIPC)  # left to us by the intermediate (see .start)
         for index, entry in enumerate(spec_mounts):
             with _Step(f"mounting {entry.get('source') or entry.get('type')} on {entry.get('destination')}"):
                 mounts.mount_entry(root_fd, entry, source_fds.get(index))

@@ -282,7 +282,9 @@ def _enter_namespaces(namespaces: list[dict], channel: socket.socket | None = No
             flags |= _NAMESPACE_FLAGS[namespace["type"]]
     if flags & sc.CLONE_NEWUSER:
         _unshare_user_namespace(channel)
-        flags &= ~sc.CLONE_NEWUSER
+        # The init makes the IPC namespace once it is the namespace's root: its mqueue file
+        # system then belongs to the container's root, not to an id the namespace cannot show.
+        flags &= ~(sc.CLONE_NEWUSER | sc.CLONE_NEWIPC)
     if flags:
         try:
             sc.unshare(flags)
