@@ -62,6 +62,7 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--security-opt",), "security_opt", "multi", "Security Options"),
     (("--ulimit",), "ulimit", "multi", "Ulimit options"),
     (("--group-add",), "group_add", "multi", "Add additional groups to join"),
+    (("--userns",), "userns", "value", "User namespace to use (host: none under --userns-remap)"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
     (
@@ -165,6 +166,7 @@ class CreateOptions:
     security_opt: list[str]
     ulimit: list[str]
     group_add: list[str]
+    userns: str | None = None
     memory: str | None = None
     cpus: str | None = None
     memory_swap: str | None = None
@@ -304,6 +306,8 @@ def build_create_request(
         host_config["Ulimits"] = [parse_ulimit(item) for item in opts.ulimit]
     if opts.group_add:
         host_config["GroupAdd"] = list(opts.group_add)
+    if opts.userns:
+        host_config["UsernsMode"] = opts.userns
     if opts.memory:
         host_config["Memory"] = parse_memory(opts.memory)
     if opts.cpus:

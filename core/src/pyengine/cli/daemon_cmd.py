@@ -34,6 +34,12 @@ import click
     type=click.Path(path_type=Path),
     help="Directory of Docker volume plugin sockets/specs (default: Docker's)",
 )
+@click.option(
+    "--userns-remap",
+    default=None,
+    metavar="default|USER[:GROUP]",
+    help="Run containers in a user namespace mapped to the user's /etc/subuid and /etc/subgid range",
+)
 def daemon(
     data_root: Path,
     exec_root: Path,
@@ -43,10 +49,13 @@ def daemon(
     group: str | None,
     debug: bool,
     volume_plugin_dirs: tuple[Path, ...] = (),
+    userns_remap: str | None = None,
 ) -> None:
     """Run the pyengine daemon."""
+    from pyengine.daemon import userns_remap as remap
     from pyengine.daemon.config import DEFAULT_HOST, DaemonConfig
     from pyengine.daemon.server import run
+    from pyengine.errors import EngineError
 
     options = {}
     for item in storage_opt:
@@ -63,5 +72,10 @@ def daemon(
         socket_group=group,
         debug=debug,
         volume_plugin_dirs=[p.absolute() for p in volume_plugin_dirs] or None,
+        userns_remap=userns_remap,
     )
+    try:
+        remap.resolve(config.userns_remap)  # refuse to start on a bad value, before anything runs
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
     run(config)

@@ -66,6 +66,7 @@ def options_from(params: dict[str, Any], detach: bool) -> CreateOptions:
         security_opt=params["security_opt"],
         ulimit=params["ulimit"],
         group_add=params["group_add"],
+        userns=params.get("userns"),
         memory=params["memory"],
         cpus=params["cpus"],
         console_size=console_size,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import control, files, health, resources, security, spec
+from pyengine.containers import control, files, health, resources, security, spec, userns
 from pyengine.containers.naming import ContainerIndex
 from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
@@ -107,6 +107,8 @@ class ContainerService:
         if volumes is not None:
             volumes.container_users = self.volume_users
         self.restarts = RestartManager(self)
+        #: the daemon's --userns-remap id map (None: off); the engine sets it
+        self.userns_remap: Any = None
 
     # ---- records ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -149,6 +151,7 @@ class ContainerService:
         if not request.Image:
             raise InvalidArgument("Config.Image is required")
         security.check_host_config(request.HostConfig)
+        userns.check_create(self.userns_remap, request.HostConfig, self.driver)
         image = await asyncio.to_thread(self.images.resolve, request.Image)
         image_config = image.config.config
         if request.Entrypoint is not None:
@@ -342,7 +345,8 @@ class ContainerService:
     def _write_bundle(self, container: Container, network_ns: dict[str, Any] | None) -> dict[str, Any]:
         from pyengine.runtime.users import resolve_groups, resolve_user
 
-        rootfs = self.driver.mount(container.Id)
+        idmap = userns.container_idmap(self.userns_remap, container.HostConfig)
+        rootfs = userns.mount_root(self.driver, container.Id, idmap)
         volumes_mounted = False
         try:
             uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")
@@ -351,6 +355,10 @@ class ContainerService:
             directory = Path(container.BundlePath)
             extra_mounts = volume_mounts.mount_all(self.volumes, container, str(rootfs))
             volumes_mounted = True
+            userns.own_volume_data(container.MountPoints, idmap)
+            userns.own_container_files(
+                [container.ResolvConfPath, container.HostnamePath, container.HostsPath], idmap
+            )
             bundle = spec.runtime_spec(
                 args=[container.Path, *container.Args],
                 env=list(container.Config.Env or []),
@@ -376,6 +384,7 @@ class ContainerService:
             control.add_to_bundle(bundle, container)
             extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
             security.apply_to_spec(bundle, hc, extra_gids)
+            userns.add_to_spec(bundle, idmap)
             _write_json_atomically(directory / "config.json", bundle)
             container.RootfsPath = str(rootfs)
             return bundle

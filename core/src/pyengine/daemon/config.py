@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_DATA_ROOT = Path("/var/lib/pyengine")
 DEFAULT_EXEC_ROOT = Path("/run/pyengine")
@@ -12,6 +12,9 @@ DEFAULT_HOST = "unix:///run/pyengine/pyengine.sock"
 
 
 class DaemonConfig(BaseModel):
+    # Docker's daemon.json keys (``userns-remap``) are accepted next to the Python names.
+    model_config = ConfigDict(populate_by_name=True)
+
     data_root: Path = DEFAULT_DATA_ROOT
     exec_root: Path = DEFAULT_EXEC_ROOT
     hosts: list[str] = Field(default_factory=lambda: [DEFAULT_HOST])
@@ -22,6 +25,8 @@ class DaemonConfig(BaseModel):
     #: where Docker volume plugins are looked for (None: Docker's /run/docker/plugins, /etc/docker/plugins,
     #: /usr/lib/docker/plugins)
     volume_plugin_dirs: list[Path] | None = None
+    #: ``--userns-remap``: None (off), "default" or "USER[:GROUP]"; see pyengine.daemon.userns_remap
+    userns_remap: str | None = Field(default=None, alias="userns-remap")
 
     @property
     def db_path(self) -> Path:

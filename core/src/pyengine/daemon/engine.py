@@ -70,6 +70,10 @@ class Engine:
             networks=self.networks,
         )
         self.networks.containers = self.containers.all
+        from pyengine.daemon import userns_remap
+
+        self.userns_remap = userns_remap.resolve(config.userns_remap)
+        self.containers.userns_remap = self.userns_remap
         self.networks.find_container = self.containers.get  # type: ignore[method-assign]
         from pyengine.containers.health import HealthMonitor, exec_probe
 
@@ -219,7 +223,7 @@ class Engine:
             "Isolation": "",
             "InitBinary": "",
             "ProductLicense": "",
-            "SecurityOptions": [],
+            "SecurityOptions": ["name=userns"] if self.userns_remap is not None else [],
             "Warnings": [],
             "PyengineDrivers": {
                 **{

@@ -49,6 +49,10 @@ with ``isinstance``:
 :class:`Quota`
     The driver can limit the size of a writable layer. No driver in this repository implements
     it yet.
+:class:`IdMappedMount`
+    The driver can mount a layer with its owners shifted for a user namespace (idmapped mounts),
+    which the daemon needs for ``--userns-remap``. Without it, remapped containers cannot be made
+    on the driver (the core refuses them with NotSupported).
 
 Errors: :class:`pyengine.errors.NotFound` for an unknown layer, :class:`~pyengine.errors.Conflict`
 for removing a layer that has children or is mounted, :class:`~pyengine.errors.AlreadyExists` for
@@ -68,7 +72,10 @@ import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    from pyengine.runtime.idmap import IdMap
 
 ENTRY_POINT_NAMESPACE = "pyengine.storage.v1"
 
@@ -195,4 +202,29 @@ class Quota(abc.ABC):
 
         Writes beyond it fail in the container with ENOSPC or EDQUOT. Raises NotFound for an
         unknown layer and InvalidArgument for a size of zero or less.
+        """
+
+
+class IdMappedMount(abc.ABC):
+    """Optional capability: mount a layer for a container in a user namespace, owners shifted.
+
+    Declared like :class:`NativeDiff`. With ``--userns-remap`` the container's root is an
+    unprivileged host uid (``idmap.root_uid``); its root file system must show the image's files as
+    owned by that uid, and what the container writes must be stored with the ids it has *inside*
+    (uid 0 for root), so that a commit or a diff gives a normal image. Idmapped mounts do both
+    without chowning a layer (:mod:`pyengine.runtime.idmap` has the kernel calls).
+    """
+
+    @abc.abstractmethod
+    def mount_idmapped(self, layer_id: str, idmap: IdMap) -> Path:
+        """Like :meth:`StorageDriver.mount`, but seen through ``idmap``; return the path.
+
+        Files owned by id N in the layers show as ``idmap``'s host id for N; files created by a
+        host id in the map are stored with the id it stands for. Shares the reference count of
+        :meth:`StorageDriver.mount` (released by ``unmount``). While a layer is mounted through one
+        map, mounting it through another raises Conflict; mounting it idmapped while it is mounted
+        plainly raises Conflict too. A plain ``mount`` meanwhile returns a path showing the ids on
+        disk where the driver can (directory drivers), else the mapped path (overlay has one mount
+        per layer). Raises NotFound for an unknown layer, NotSupported when the kernel or the file
+        system under the driver's root cannot idmap.
         """

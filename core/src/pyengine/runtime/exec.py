@@ -35,7 +35,7 @@ from pyengine.errors import StartFailed
 from pyengine.runtime import console
 from pyengine.runtime import process as process_setup
 from pyengine.runtime import syscalls as sc
-from pyengine.runtime.init import SetupError, find_executable, send_message
+from pyengine.runtime.init import SetupError, become_namespace_root, find_executable, send_message
 from pyengine.runtime.start import (
     _NAMESPACE_FLAGS,
     StartedContainer,
@@ -46,11 +46,11 @@ from pyengine.runtime.start import (
 
 PR_SET_DUMPABLE = 4
 
-# /proc/<pid>/ns/<name> for each OCI namespace type, in the order they are joined: the user
-# namespace first (it grants the rights for the others), the mount namespace last (after it, host
-# paths such as /proc/<pid>/ns and /sys/fs/cgroup no longer resolve).
+# /proc/<pid>/ns/<name> for each OCI namespace type, in the order they are joined: the mount
+# namespace after the others (after it, host paths such as /sys/fs/cgroup no longer resolve), the
+# user namespace last: as the host's root we may join every namespace, also those the host's user
+# namespace owns (a network namespace the network driver made), which we could not from inside.
 JOIN_ORDER = (
-    ("user", "user"),
     ("cgroup", "cgroup"),
     ("ipc", "ipc"),
     ("uts", "uts"),
@@ -58,6 +58,7 @@ JOIN_ORDER = (
     ("pid", "pid"),
     ("time", "time"),
     ("mount", "mnt"),
+    ("user", "user"),
 )
 
 
@@ -131,6 +132,8 @@ def _run_helper(
             _setup_stdio_and_close_fds(stdio, channel.fileno())
             join_cgroups_of(container_pid)
             _join_namespaces(container_pid, namespaces)
+            if "user" in namespaces:
+                become_namespace_root()  # so that what we create (the pty) is the container's
             os.chdir("/")  # the container's root, now that its mount namespace is ours
             pid = os.fork()
             if pid == 0:

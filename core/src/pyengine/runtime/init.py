@@ -5,6 +5,14 @@ then loopback, hostname, sysctls, the terminal, read-only and masked paths, a re
 rlimits, the user and its capabilities, no_new_privs; finally the executable is looked up in the
 container's PATH and exec'd. Each step names itself, so a failure reads
 "mounting proc on /proc: ...".
+
+In a user namespace the init starts as the host's uid 0 with every capability in the namespace but
+none on the host; host paths it must reach (the root file system, the sources of bind mounts) may
+sit below directories only the host's root may enter. So it opens them first, still as the host's
+uid 0 (the owner of those directories), then becomes the namespace's root (setresuid(0): the
+mapped host id) before it creates anything: an inode owned by an id the namespace cannot express
+could not be created on its tmpfs or through the idmapped root file system. Device nodes cannot be
+made in a user namespace (the host's are bound instead, see :mod:`.mounts`).
 """
 
 from __future__ import annotations
@@ -68,6 +76,8 @@ def bring_loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         request = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, request))[1]
+        if flags & _IFF_UP:
+            return  # already up (a namespace the network driver made: maybe not ours to change)
         fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack("16sh14x", b"lo", flags | _IFF_UP))
 
 
@@ -133,6 +143,13 @@ def _join_cgroup(fds: list[int]) -> None:
         os.close(fd)
 
 
+def become_namespace_root() -> None:
+    """Switch to uid/gid 0 of the user namespace we are in (the mapped host ids), no extra groups."""
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
 def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: bytes | None = None) -> None:
     """Set the container up and exec its process. Returns only by raising (SetupError or other)."""
     process = spec.get("process") or {}
@@ -160,10 +177,18 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: by
     with _Step(f"preparing the root file system {rootfs}"):
         mounts.prepare_root(rootfs, propagation)
         root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    source_fds: dict[int, int] = {}
     try:
-        for entry in spec_mounts:
+        if "user" in namespaces:
+            source_fds = mounts.open_bind_sources(spec_mounts)
+            with _Step("becoming root in the user namespace"):
+                become_namespace_root()
+            if any(ns.get("type") == "ipc" and not ns.get("path") for ns in linux.get("namespaces") or ()):
+                with _Step("creating the IPC namespace"):
+                    sc.unshare(sc.CLONE_NEWIPC)  # left to us by the intermediate (see .start)
+        for index, entry in enumerate(spec_mounts):
             with _Step(f"mounting {entry.get('source') or entry.get('type')} on {entry.get('destination')}"):
-                mounts.mount_entry(root_fd, entry)
+                mounts.mount_entry(root_fd, entry, source_fds.get(index))
         if mounts.needs_dev_setup(spec_mounts):
             with _Step("creating device nodes in /dev"):
                 mounts.setup_dev(root_fd, linux.get("devices"))
@@ -174,12 +199,14 @@ def run_init(spec: dict, rootfs: str, channel: socket.socket, seccomp_filter: by
                     raise NotADirectoryError(errno.ENOTDIR, "not a directory")
             finally:
                 os.close(cwd_fd)
+        with _Step("pivot_root"):
+            mounts.pivot_to(rootfs, root_fd)
+            if propagation:
+                sc.mount(None, "/", None, propagation)
     finally:
         os.close(root_fd)
-    with _Step("pivot_root"):
-        mounts.pivot_to(rootfs)
-        if propagation:
-            sc.mount(None, "/", None, propagation)
+        for fd in source_fds.values():
+            os.close(fd)
 
     if "network" in namespaces:
         with _Step("bringing up the loopback interface"):

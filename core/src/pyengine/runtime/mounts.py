@@ -128,8 +128,30 @@ def _make_parent_mount_private(rootfs: str) -> None:
         sc.mount(None, best, None, sc.MS_PRIVATE)
 
 
-def mount_entry(root_fd: int, entry: dict) -> None:
-    """Mount one entry of the spec's ``mounts`` inside the root ``root_fd``."""
+def open_bind_sources(entries: list[dict]) -> dict[int, int]:
+    """Open the source of every bind mount in ``entries`` (O_PATH): {index in entries: fd}.
+
+    For a user namespace's init, while it can still walk host directories (see :mod:`.init`); a
+    source that cannot be opened is left out, and mounting it by path reports the error.
+    """
+    fds: dict[int, int] = {}
+    for index, entry in enumerate(entries):
+        flags, _, _ = parse_options(entry.get("options"))
+        if (flags & sc.MS_BIND or entry.get("type") == "bind") and entry.get("source"):
+            try:
+                fds[index] = os.open(entry["source"], os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+    return fds
+
+
+def mount_entry(root_fd: int, entry: dict, source_fd: int | None = None) -> None:
+    """Mount one entry of the spec's ``mounts`` inside the root ``root_fd``.
+
+    ``source_fd``: the bind source opened beforehand (:func:`open_bind_sources`), used instead of
+    its path. A sysfs the kernel refuses (a user namespace that does not own the network
+    namespace) becomes a bind of the host's /sys, as runc does.
+    """
     destination = entry.get("destination", "")
     if not destination.startswith("/"):
         raise ValueError(f"mount destination {destination!r} is not an absolute path")
@@ -143,6 +165,8 @@ def mount_entry(root_fd: int, entry: dict) -> None:
     if is_bind:
         if not source:
             raise ValueError(f"bind mount on {destination} has no source")
+        if source_fd is not None:
+            source = _fd_path(source_fd)
         if not stat.S_ISDIR(os.stat(source).st_mode):
             create = "file"
     relative = resolve(root_fd, destination, create=create)
@@ -153,7 +177,14 @@ def mount_entry(root_fd: int, entry: dict) -> None:
         if is_bind:
             sc.mount(source, _fd_path(target_fd), None, sc.MS_BIND | (flags & sc.MS_REC))
         else:
-            sc.mount(source or fstype, _fd_path(target_fd), fstype, flags & ~sc.MS_BIND, data or None)
+            try:
+                sc.mount(source or fstype, _fd_path(target_fd), fstype, flags & ~sc.MS_BIND, data or None)
+            except PermissionError:
+                if fstype != "sysfs":
+                    raise
+                sc.mount("/sys", _fd_path(target_fd), None, sc.MS_BIND | sc.MS_REC)
+                is_bind = True  # read-only and the other flags: by the remount below
+                _hide_host_cgroups(root_fd, relative)
     finally:
         os.close(target_fd)
     remount_flags = flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)
@@ -168,6 +199,24 @@ def mount_entry(root_fd: int, entry: dict) -> None:
                 sc.mount(None, _fd_path(mounted_fd), None, propagation)
         finally:
             os.close(mounted_fd)
+
+
+def _hide_host_cgroups(root_fd: int, relative: str) -> None:
+    """Cover fs/cgroup of a /sys bound from the host with an empty read-only tmpfs: a fresh sysfs
+    has nothing there either, and the host's cgroup tree is none of the container's business."""
+    sys_fd = open_beneath(root_fd, relative)  # opened after the bind: the host's /sys
+    try:
+        try:
+            cgroup_fd = os.open("fs/cgroup", os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=sys_fd)
+        except FileNotFoundError:
+            return
+        try:
+            flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+            sc.mount("tmpfs", _fd_path(cgroup_fd), "tmpfs", flags, "mode=755,size=0")
+        finally:
+            os.close(cgroup_fd)
+    finally:
+        os.close(sys_fd)
 
 
 def needs_dev_setup(mounts: list[dict]) -> bool:
@@ -245,10 +294,16 @@ def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
         os.close(dev_fd)
 
 
-def pivot_to(rootfs: str) -> None:
-    """Make ``rootfs`` the root and detach the old root entirely."""
+def pivot_to(rootfs: str, rootfs_fd: int | None = None) -> None:
+    """Make ``rootfs`` the root and detach the old root entirely.
+
+    ``rootfs_fd``: the root already open (e.g. O_PATH), for a caller that may not walk to it by path.
+    """
     old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-    new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    if rootfs_fd is not None:
+        new_root = os.dup(rootfs_fd)
+    else:
+        new_root = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fchdir(new_root)
         # pivot_root(".", ".") stacks the old root on top of the new one; unmounting "." then

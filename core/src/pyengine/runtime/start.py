@@ -23,6 +23,15 @@ object: ``{"type": "pid", "pid": N}`` from the intermediate; ``{"type": "console
 pty master by SCM_RIGHTS, ``{"type": "exec"}`` just before execve, ``{"type": "error",
 "message": ...}`` from either child. The exec closes the init's end; end of file after "exec"
 with no error means the process is running.
+
+User namespaces (OCI ``{"type": "user"}`` with ``linux.uidMappings``/``gidMappings``): the
+intermediate joins the namespaces given by path first (a network namespace the host made is owned
+by the host's user namespace and cannot be joined from inside a new one), then unshares the user
+namespace alone and sends ``{"type": "userns"}``; the caller, root on the host, writes
+/proc/PID/uid_map and gid_map and answers ``{"type": "userns-mapped"}``; only then are the other
+namespaces unshared, so that they are owned by the new user namespace. The init starts as the
+host's uid 0 with every capability in that namespace (it can still reach the host paths it needs),
+and becomes the namespace's root once it holds those paths open (see :mod:`.init`).
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from dataclasses import dataclass
 from pyengine.errors import StartFailed
 from pyengine.runtime import cgroups, seccomp
 from pyengine.runtime import syscalls as sc
+from pyengine.runtime.idmap import IdMap, write_maps
 from pyengine.runtime.init import SetupError, run_init, send_message
 
 _NAMESPACE_FLAGS = {
@@ -49,6 +59,7 @@ _NAMESPACE_FLAGS = {
     "uts": sc.CLONE_NEWUTS,
     "cgroup": sc.CLONE_NEWCGROUP,
     "time": sc.CLONE_NEWTIME,
+    "user": sc.CLONE_NEWUSER,
 }
 
 
@@ -70,14 +81,30 @@ def _load_bundle(bundle: str) -> tuple[dict, str]:
     rootfs = os.path.realpath(os.path.join(bundle, root_path))
     if not os.path.isdir(rootfs):
         raise StartFailed(f"root file system {rootfs} is not a directory")
-    for namespace in (spec.get("linux") or {}).get("namespaces") or ():
-        if namespace.get("type") == "user":
-            raise StartFailed("user namespaces are not supported by this runtime yet")
+    linux = spec.get("linux") or {}
+    for namespace in linux.get("namespaces") or ():
         if namespace.get("type") not in _NAMESPACE_FLAGS:
             raise StartFailed(f"unknown namespace type {namespace.get('type')!r}")
+        if namespace.get("type") == "user" and not namespace.get("path"):
+            if not linux.get("uidMappings") or not linux.get("gidMappings"):
+                raise StartFailed("a new user namespace needs linux.uidMappings and linux.gidMappings")
+    if linux.get("uidMappings") and new_user_namespace(spec) is None:
+        raise StartFailed("linux.uidMappings are set but linux.namespaces has no new user namespace")
     if not (spec.get("process") or {}).get("args"):
         raise StartFailed("config.json has no process.args")
     return spec, rootfs
+
+
+def new_user_namespace(spec: dict) -> IdMap | None:
+    """The id map of the user namespace the spec asks to create (None: no new user namespace)."""
+    linux = spec.get("linux") or {}
+    for namespace in linux.get("namespaces") or ():
+        if namespace.get("type") == "user" and not namespace.get("path"):
+            try:
+                return IdMap.from_oci(linux)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise StartFailed(f"invalid linux.uidMappings/gidMappings: {exc}") from None
+    return None
 
 
 def start_container(
@@ -155,7 +182,7 @@ def _start(spec: dict, rootfs: str, stdio: tuple, timeout: float) -> StartedCont
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         child_end.close()
     try:
-        return _collect(parent_end, intermediate, timeout)
+        return _collect(parent_end, intermediate, timeout, new_user_namespace(spec))
     finally:
         parent_end.close()
 
@@ -168,7 +195,7 @@ def _run_intermediate(
     try:
         try:
             _setup_stdio_and_close_fds(stdio, channel.fileno())
-            _enter_namespaces((spec.get("linux") or {}).get("namespaces") or ())
+            _enter_namespaces((spec.get("linux") or {}).get("namespaces") or (), channel)
             init_pid = os.fork()
             if init_pid == 0:
                 _run_init_process(spec, rootfs, channel, seccomp_filter)
@@ -226,7 +253,7 @@ def _setup_stdio_and_close_fds(stdio: tuple, channel_fd: int) -> None:
     os.closerange(low, 2**31 - 1)
 
 
-def _enter_namespaces(namespaces: list[dict]) -> None:
+def _enter_namespaces(namespaces: list[dict], channel: socket.socket | None = None) -> None:
     # Open every path before joining any namespace: after joining a mount namespace the
     # remaining paths would resolve in it.
     to_join = []
@@ -239,6 +266,8 @@ def _enter_namespaces(namespaces: list[dict]) -> None:
                     f"opening {namespace['type']} namespace {namespace['path']}: {sc.error_text(exc.errno)}"
                 ) from None
             to_join.append((fd, namespace))
+    # A user namespace given by path is joined last: joining the others needs the host's rights.
+    to_join.sort(key=lambda item: item[1]["type"] == "user")
     for fd, namespace in to_join:
         try:
             sc.setns(fd, _NAMESPACE_FLAGS[namespace["type"]])
@@ -251,6 +280,11 @@ def _enter_namespaces(namespaces: list[dict]) -> None:
     for namespace in namespaces:
         if not namespace.get("path"):
             flags |= _NAMESPACE_FLAGS[namespace["type"]]
+    if flags & sc.CLONE_NEWUSER:
+        _unshare_user_namespace(channel)
+        # The init makes the IPC namespace once it is the namespace's root: its mqueue file
+        # system then belongs to the container's root, not to an id the namespace cannot show.
+        flags &= ~(sc.CLONE_NEWUSER | sc.CLONE_NEWIPC)
     if flags:
         try:
             sc.unshare(flags)
@@ -258,7 +292,23 @@ def _enter_namespaces(namespaces: list[dict]) -> None:
             raise SetupError(f"creating namespaces: {sc.error_text(exc.errno)}") from None
 
 
-def _collect(channel: socket.socket, intermediate: int, timeout: float) -> StartedContainer:
+def _unshare_user_namespace(channel: socket.socket | None) -> None:
+    """Create the user namespace and wait until the caller has written its id maps."""
+    if channel is None:
+        raise SetupError("a new user namespace needs the caller to write its id maps")
+    try:
+        sc.unshare(sc.CLONE_NEWUSER)
+    except OSError as exc:
+        raise SetupError(f"creating the user namespace: {sc.error_text(exc.errno)}") from None
+    send_message(channel, {"type": "userns"})
+    reply = channel.recv(65536)
+    if not reply or json.loads(reply).get("type") != "userns-mapped":
+        raise SetupError("the user namespace's id maps were not written")
+
+
+def _collect(
+    channel: socket.socket, intermediate: int, timeout: float, idmap: IdMap | None = None
+) -> StartedContainer:
     init_pid = console_fd = error = None
     exec_started = False
     deadline = time.monotonic() + timeout
@@ -288,6 +338,8 @@ def _collect(channel: socket.socket, intermediate: int, timeout: float) -> Start
             error = error or message.get("message", "unknown error")
         elif kind == "exec":
             exec_started = True
+        elif kind == "userns":
+            error = error or _write_id_maps(channel, intermediate, idmap)
         for fd in received_fds:
             os.close(fd)
     status = _reap(intermediate)
@@ -309,6 +361,21 @@ def _collect(channel: socket.socket, intermediate: int, timeout: float) -> Start
     if console_fd is not None:
         os.set_inheritable(console_fd, False)  # SCM_RIGHTS delivers it without close-on-exec
     return StartedContainer(pid=init_pid, console_fd=console_fd)
+
+
+def _write_id_maps(channel: socket.socket, pid: int, idmap: IdMap | None) -> str | None:
+    """Map the user namespace the intermediate ``pid`` made; an error text on failure."""
+    if idmap is None:
+        os.kill(pid, signal.SIGKILL)
+        return "the container's setup made a user namespace that config.json does not ask for"
+    try:
+        write_maps(pid, idmap)
+    except OSError as exc:
+        # The intermediate waits for our answer: end it (our unreaped child, so the pid is its).
+        os.kill(pid, signal.SIGKILL)
+        return f"writing the user namespace's id maps: {sc.error_text(exc.errno)}"
+    send_message(channel, {"type": "userns-mapped"})
+    return None
 
 
 def _fds_from(ancillary: list) -> list[int]:

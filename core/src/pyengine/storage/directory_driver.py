@@ -12,6 +12,11 @@ directory under a temporary name, renames it into place, then writes the metadat
 the directory away first. A crash at any point leaves no layer that :meth:`exists` reports half made,
 and the next start-up removes the leftovers. Mounts are reference counts in memory (nothing is
 mounted: the directory is the root file system).
+
+The one exception is :meth:`mount_idmapped` (the IdMappedMount capability, for ``--userns-remap``):
+an idmapped bind of the layer directory at ``idmapped/<layer_id>``, outside the layers directory.
+It stays while a remapped container runs, also across a daemon restart, and goes with the last
+unmount (or the layer's removal).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import StorageDriver
-from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from pyengine.drivers.storage import IdMappedMount, StorageDriver
+from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, NotSupported, Unavailable
+from pyengine.runtime import idmap as idmapping
 from pyengine.storage.archive import apply_layer
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,7 @@ log = logging.getLogger(__name__)
 _LAYER_ID = re.compile(r"[0-9a-zA-Z_-][0-9a-zA-Z_.-]*")
 
 
-class DirectoryLayerDriver(StorageDriver):
+class DirectoryLayerDriver(StorageDriver, IdMappedMount):
     """Layers as directories under ``root/<layers_subdir>``; see the module docstring."""
 
     def __init__(self, root: Path, layers_subdir: str) -> None:
@@ -52,6 +58,9 @@ class DirectoryLayerDriver(StorageDriver):
         #: layers being written or removed: neither mountable nor removable meanwhile
         self._busy: set[str] = set()
         self._parents: dict[str, str | None] = {}
+        #: layers mounted through an id map: the map (a restarted daemon finds them in idmapped/)
+        self._idmaps: dict[str, idmapping.IdMap | None] = {}
+        self.idmapped_dir = self.root / "idmapped"
         self._sweep_leftovers()
 
     # -- what a concrete driver supplies ---------------------------------------------------------
@@ -93,6 +102,12 @@ class DirectoryLayerDriver(StorageDriver):
         for entry in self.layers_dir.iterdir():
             if entry.name not in self._parents:
                 self._delete_tree(entry)
+        if self.idmapped_dir.is_dir():
+            for entry in self.idmapped_dir.iterdir():
+                if idmapping.is_mount_point(entry) and entry.name in self._parents:
+                    self._idmaps[entry.name] = None  # a running remapped container's: map unknown
+                else:
+                    self._release_idmapped(entry.name)
 
     def _write_meta(self, layer_id: str, parent_id: str | None, writable: bool) -> None:
         temporary = self.meta_dir / f".{layer_id}.{secrets.token_hex(8)}"
@@ -153,6 +168,8 @@ class DirectoryLayerDriver(StorageDriver):
                 raise Conflict(f"layer {layer_id} has child layers: {', '.join(children)}")
             self._busy.add(layer_id)
         try:
+            if layer_id in self._idmaps or os.path.lexists(self.idmapped_dir / layer_id):
+                self._release_idmapped(layer_id)  # left by a container that ended while we were down
             doomed = self._work_dir("remove", layer_id)
             os.rename(self._layer_dir(layer_id), doomed)  # from here on the layer no longer exists
             self._meta_file(layer_id).unlink()
@@ -175,7 +192,11 @@ class DirectoryLayerDriver(StorageDriver):
             return self._parents[layer_id]
 
     def mount(self, layer_id: str) -> Path:
-        """The layer's directory is its root file system already: mounting only counts a reference."""
+        """The layer's directory is its root file system already: mounting only counts a reference.
+
+        Also while the layer is mounted idmapped: the directory shows the ids stored on disk, which
+        is what a diff, a commit or a copy wants.
+        """
         with self._lock:
             self._require(layer_id)
             if layer_id in self._busy:
@@ -183,13 +204,56 @@ class DirectoryLayerDriver(StorageDriver):
             self._mounts[layer_id] = self._mounts.get(layer_id, 0) + 1
         return self._layer_dir(layer_id)
 
+    def mount_idmapped(self, layer_id: str, idmap: idmapping.IdMap) -> Path:
+        """An idmapped bind of the layer's directory at ``idmapped/<layer_id>`` (reference counted)."""
+        target = self.idmapped_dir / layer_id
+        with self._lock:
+            self._require(layer_id)
+            if layer_id in self._busy:
+                raise Conflict(f"layer {layer_id} is being written and cannot be mounted yet")
+            if layer_id in self._idmaps:
+                known = self._idmaps[layer_id]
+                if known is not None and known != idmap:
+                    raise Conflict(f"layer {layer_id} is mounted through another id map")
+                self._idmaps[layer_id] = idmap
+            else:
+                if self._mounts.get(layer_id):
+                    raise Conflict(f"layer {layer_id} is in use without an id map")
+                self.idmapped_dir.mkdir(mode=0o711, exist_ok=True)
+                target.mkdir(mode=0o700, exist_ok=True)
+                try:
+                    idmapping.mount_idmapped(
+                        self._layer_dir(layer_id), target, idmapping.user_namespace_fd(idmap)
+                    )
+                except OSError as exc:
+                    target.rmdir()
+                    raise NotSupported(
+                        f"{self.name}: cannot make an idmapped mount of layer {layer_id} under {self.root} "
+                        f"(needs kernel 5.12+ and a file system that supports idmapping): {exc.strerror}"
+                    ) from exc
+                self._idmaps[layer_id] = idmap
+            self._mounts[layer_id] = self._mounts.get(layer_id, 0) + 1
+        return target
+
+    def _release_idmapped(self, layer_id: str) -> None:
+        """Detach and delete ``idmapped/<layer_id>`` if it is there."""
+        target = self.idmapped_dir / layer_id
+        self._idmaps.pop(layer_id, None)
+        if not os.path.lexists(target):
+            return
+        idmapping.detach(target)
+        target.rmdir()
+
     def unmount(self, layer_id: str) -> None:
-        """Release one mount reference; a layer not mounted (e.g. after a restart) is left alone."""
+        """Release one mount reference; a layer not mounted (e.g. after a restart) is left alone,
+        but for an idmapped mount, which goes with the last reference."""
         with self._lock:
             self._require(layer_id)
             count = self._mounts.get(layer_id, 0)
             if count <= 1:
                 self._mounts.pop(layer_id, None)
+                if layer_id in self._idmaps:
+                    self._release_idmapped(layer_id)
             else:
                 self._mounts[layer_id] = count - 1
 

@@ -34,6 +34,7 @@ from pyengine.drivers.storage import Change, NativeDiff, StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pyengine.storage.archive import apply_layer, tar_directory
 from pyengine.storage.naive_diff import generic_changes, generic_diff, layer_changes, layer_diff
+from pyengine.testing.storage_idmap_suite import IdMappedMountCases
 from pyengine.testing.trees import SPARSE_SIZE, build_tar, entry, make_sample_tree, snapshot_tree
 
 _MNT_DETACH = 2
@@ -64,7 +65,7 @@ def _tree(driver: StorageDriver, layer_id: str) -> dict[str, tuple]:
         driver.unmount(layer_id)
 
 
-class StorageDriverSuite:
+class StorageDriverSuite(IdMappedMountCases):
     #: the driver keeps device nodes (off for drivers on file systems mounted nodev-only)
     supports_device_nodes = True
     #: holes of sparse files stay holes after apply_diff

@@ -10,11 +10,17 @@ On disk, under the driver's root (the layout of Docker's overlay2)::
     <layer_id>/work/        overlayfs's work directory
     <layer_id>/merged/      where the stacked file system is mounted
     <layer_id>/mounts       the mount reference count, while it is above zero
+    <layer_id>/idmap        the id map of an idmapped mount (``--userns-remap``), while mounted
     .tmp-*, .remove-*, <layer_id>/.apply-*   work in progress, swept away at start-up
 
 A layer is created under a temporary name and renamed into place whole. The reference count of a
 mount is kept on disk so that a daemon restarted while containers run still knows their mounts:
 neither a restart nor :meth:`cleanup` unmounts the root file system of a running container.
+
+Idmapped mounts (:meth:`OverlayDriver.mount_idmapped`): overlayfs cannot be idmapped itself, but
+its layers can; every lower directory and the upper/work pair are handed to it as idmapped mounts
+(see :func:`pyengine.runtime.idmap.mount_overlay_idmapped`), so the container's root sees the image
+as its own, and its writes are stored as uid 0 in ``diff/``.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from pyengine.drivers.storage import Change, NativeDiff, StorageDriver
-from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from pyengine.drivers.storage import Change, IdMappedMount, NativeDiff, StorageDriver
+from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, NotSupported, Unavailable
+from pyengine.runtime import idmap as idmapping
 from pyengine.storage.archive import apply_layer, write_layer
 
 from pyengine_storage_overlay import kernel
@@ -62,7 +69,7 @@ def backing_filesystem(path: Path) -> str:
     return fstype
 
 
-class OverlayDriver(StorageDriver, NativeDiff):
+class OverlayDriver(StorageDriver, NativeDiff, IdMappedMount):
     """Layers as overlayfs diff directories. Make it with the plugin's factory (it checks the host)."""
 
     name = "overlay"
@@ -107,10 +114,17 @@ class OverlayDriver(StorageDriver, NativeDiff):
                 count = int((entry / "mounts").read_text())
             except (FileNotFoundError, ValueError):
                 count = 0
-            if count > 0 and (entry / "lower").exists() and not kernel.is_mounted(str(entry / "merged")):
+            mapped = (entry / "idmap").exists()
+            if (
+                count > 0
+                and ((entry / "lower").exists() or mapped)
+                and not kernel.is_mounted(str(entry / "merged"))
+            ):
                 # the mount is gone (the host rebooted): nobody holds it any more
                 (entry / "mounts").unlink(missing_ok=True)
                 count = 0
+            if mapped and count == 0:
+                (entry / "idmap").unlink()
             if count > 0:
                 self._mounts[entry.name] = count
         for link in self.links_dir.iterdir():
@@ -243,7 +257,9 @@ class OverlayDriver(StorageDriver, NativeDiff):
                 raise Conflict(f"layer {layer_id} is being written and cannot be mounted yet")
             layer_dir = self._dir(layer_id)
             lowers = self._lowers(layer_id)
-            if not lowers:
+            if (layer_dir / "idmap").exists() and kernel.is_mounted(str(layer_dir / "merged")):
+                path = layer_dir / "merged"  # in use by a remapped container: share its mount
+            elif not lowers:
                 path = layer_dir / "diff"  # a base layer is its own diff: nothing to stack
             else:
                 path = layer_dir / "merged"
@@ -270,6 +286,41 @@ class OverlayDriver(StorageDriver, NativeDiff):
                 ) from exc
             raise Unavailable(f"cannot mount overlay for layer {layer_id}: {exc.strerror}") from exc
 
+    def mount_idmapped(self, layer_id: str, idmap: idmapping.IdMap) -> Path:
+        """A container's writable layer stacked on idmapped layers at ``merged/`` (reference counted)."""
+        with self._lock:
+            self._require(layer_id)
+            if layer_id in self._busy:
+                raise Conflict(f"layer {layer_id} is being written and cannot be mounted yet")
+            if not self._writable[layer_id]:
+                raise InvalidArgument(f"layer {layer_id} is an image layer: only a container's is idmapped")
+            layer_dir = self._dir(layer_id)
+            merged, marker = layer_dir / "merged", layer_dir / "idmap"
+            wanted = json.dumps(idmap.oci(), sort_keys=True)
+            if kernel.is_mounted(str(merged)) and self._mounts.get(layer_id, 0) > 0:
+                if not marker.exists():
+                    raise Conflict(f"layer {layer_id} is in use without an id map")
+                if marker.read_text() != wanted:
+                    raise Conflict(f"layer {layer_id} is mounted through another id map")
+            else:
+                if kernel.is_mounted(str(merged)):
+                    kernel.unmount(str(merged))  # stale, from before a crash
+                lowers = self._lower_diff_dirs(layer_id)
+                if not lowers:  # a base layer: overlay wants a lower, an empty one will do
+                    (layer_dir / "empty").mkdir(mode=0o755, exist_ok=True)
+                    lowers = [str(layer_dir / "empty")]
+                options = dict(option.split("=", 1) for option in MOUNT_FLAGS.split(","))
+                try:
+                    idmapping.mount_overlay_idmapped(lowers, str(layer_dir), str(merged), idmap, options)
+                except OSError as exc:
+                    raise NotSupported(
+                        f"overlay: cannot mount layer {layer_id} on idmapped layers (needs kernel 6.13+ "
+                        f"and a backing file system that supports idmapping): {exc.strerror or exc}"
+                    ) from exc
+                marker.write_text(wanted)
+            self._save_mount_count(layer_id, self._mounts.get(layer_id, 0) + 1)
+            return merged
+
     def unmount(self, layer_id: str) -> None:
         """Release one mount reference; the last one unmounts. An unmounted layer is left alone."""
         with self._lock:
@@ -279,6 +330,7 @@ class OverlayDriver(StorageDriver, NativeDiff):
                 merged = self._dir(layer_id) / "merged"
                 if kernel.is_mounted(str(merged)):
                     kernel.unmount(str(merged))
+                (self._dir(layer_id) / "idmap").unlink(missing_ok=True)
             self._save_mount_count(layer_id, count - 1)
 
     def apply_diff(self, layer_id: str, stream: BinaryIO) -> int:
