@@ -129,7 +129,14 @@ class RestartManager:
         )
 
     async def cancel(self, container: Container) -> bool:
-        """Stop a pending restart (user stop, kill, removal): True if the container was restarting."""
+        """Stop a pending restart (user stop, kill, removal): True if the container was restarting.
+
+        A restart whose start is already under way is let finish (it holds the container's lock):
+        the container is then running, and the caller stops or kills it as any running one.
+        """
+        if container.Id in self._starting:
+            async with self.service._locks[container.Id]:
+                pass
         task = self._pending.pop(container.Id, None)
         if task is not None:
             task.cancel()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import signal as signals
 import threading
 from collections import defaultdict
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pyengine import ids
-from pyengine.containers import control, files, health, resources, security, spec, userns
+from pyengine.containers import bundle, control, health, resources, security, spec, userns
 from pyengine.containers.naming import ContainerIndex
 from pyengine.containers.restart import RestartManager
 from pyengine.drivers.storage import StorageDriver
@@ -207,7 +206,7 @@ class ContainerService:
             volume_mounts.plan, self.volumes, request, image_config.Volumes, container_id
         )
         try:
-            await asyncio.to_thread(self._prepare_filesystem, container, image.top_layer)
+            await asyncio.to_thread(bundle.prepare_filesystem, self.driver, container, image.top_layer)
         except BaseException:
             await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
@@ -227,7 +226,7 @@ class ContainerService:
                 self.index.remove(container)
                 raise
         except BaseException:
-            await asyncio.to_thread(self._release_filesystem, container)
+            await asyncio.to_thread(bundle.release_filesystem, self.driver, container)
             await _quietly(self.supervisor.delete(id=container_id))
             await asyncio.to_thread(volume_mounts.abandon, self.volumes, container_id, new_volumes)
             raise
@@ -250,27 +249,6 @@ class ContainerService:
                 return candidate
         return ids.new_id()[:16]
 
-    def _prepare_filesystem(self, container: Container, top_layer: str | None) -> None:
-        directory = Path(container.BundlePath)
-        directory.mkdir(parents=True)
-        try:
-            self.driver.create(container.Id, top_layer, writable=True)
-            files.write_hostname(directory, container.Config.Hostname)
-            files.write_hosts(directory, container.Config.Hostname, extra=container.HostConfig.ExtraHosts)
-            hc = container.HostConfig
-            files.write_resolv_conf(directory, hc.Dns, hc.DnsSearch, hc.DnsOptions)
-        except BaseException:
-            self._release_filesystem(container)
-            raise
-
-    def _release_filesystem(self, container: Container) -> None:
-        if self.driver.exists(container.Id):
-            try:
-                self.driver.remove(container.Id)
-            except EngineError:
-                log.warning("could not remove the layer of %s", container.Id, exc_info=True)
-        shutil.rmtree(container.BundlePath, ignore_errors=True)
-
     # ---- start --------------------------------------------------------------------------------
     async def start(self, container: Container, *, restarting: bool = False) -> None:
         """Start the container's process. ``restarting``: the restart policy starts a container that
@@ -288,7 +266,7 @@ class ContainerService:
                 self._record_start_failure(container, exc.message, 128)
                 failed = exc
             if failed is None:
-                failed = await self._start_process(container, network_ns)
+                failed = await self._start_process(container, network_ns, restarting=restarting)
         if failed is not None:
             self._resolve_waiters(container, ("next-exit", "not-running"))
             if container.HostConfig.AutoRemove:
@@ -297,12 +275,14 @@ class ContainerService:
         self.hooks.call("pyengine_container_post_start", container=container)
 
     async def _start_process(
-        self, container: Container, network_ns: dict[str, Any] | None
+        self, container: Container, network_ns: dict[str, Any] | None, *, restarting: bool = False
     ) -> EngineError | None:
         """Write the bundle and have the supervisor start the process; the start error, if any."""
         try:
-            bundle = await asyncio.to_thread(self._write_bundle, container, network_ns)
-            self.hooks.call("pyengine_container_pre_start", container=container, bundle=bundle)
+            runtime_spec = await asyncio.to_thread(
+                bundle.write_bundle, self.driver, self.volumes, self.userns_remap, container, network_ns
+            )
+            self.hooks.call("pyengine_container_pre_start", container=container, bundle=runtime_spec)
         except BaseException:
             await asyncio.to_thread(self._detach_networks, container)
             raise
@@ -320,7 +300,8 @@ class ContainerService:
         container.State.FinishedAt = ZERO_TIME
         container.State.ExitCode = 0
         container.State.Error = ""
-        container.ManualStop = False
+        if not restarting:  # a user's start ends a manual stop; a policy restart must keep one made meanwhile
+            container.ManualStop = False
         self._exited[container.Id] = asyncio.Event()
         self.save(container)
         return None
@@ -342,66 +323,8 @@ class ContainerService:
             return []
         return self.networks.detach(container, notify=notify)
 
-    def _write_bundle(self, container: Container, network_ns: dict[str, Any] | None) -> dict[str, Any]:
-        from pyengine.runtime.users import resolve_groups, resolve_user
-
-        idmap = userns.container_idmap(self.userns_remap, container.HostConfig)
-        rootfs = userns.mount_root(self.driver, container.Id, idmap)
-        volumes_mounted = False
-        try:
-            uid, gid, groups = resolve_user(Path(rootfs), container.Config.User or "")
-            hc = container.HostConfig
-            console = tuple(hc.ConsoleSize) if hc.ConsoleSize and len(hc.ConsoleSize) == 2 else None
-            directory = Path(container.BundlePath)
-            extra_mounts = volume_mounts.mount_all(self.volumes, container, str(rootfs))
-            volumes_mounted = True
-            userns.own_volume_data(container.MountPoints, idmap)
-            userns.own_container_files(
-                [container.ResolvConfPath, container.HostnamePath, container.HostsPath], idmap
-            )
-            bundle = spec.runtime_spec(
-                args=[container.Path, *container.Args],
-                env=list(container.Config.Env or []),
-                cwd=container.Config.WorkingDir or "/",
-                uid=uid,
-                gid=gid,
-                additional_gids=groups,
-                rootfs=str(rootfs),
-                readonly_rootfs=hc.ReadonlyRootfs,
-                hostname=container.Config.Hostname,
-                tty=container.Config.Tty,
-                console_size=console,  # type: ignore[arg-type]
-                files={
-                    "/etc/resolv.conf": container.ResolvConfPath,
-                    "/etc/hostname": container.HostnamePath,
-                    "/etc/hosts": container.HostsPath,
-                },
-                shm_size=hc.ShmSize,
-                privileged=hc.Privileged,
-                extra_mounts=extra_mounts,
-                network_namespace=network_ns,
-            )
-            control.add_to_bundle(bundle, container)
-            extra_gids = resolve_groups(Path(rootfs), security.check_group_add(getattr(hc, "GroupAdd", None)))
-            security.apply_to_spec(bundle, hc, extra_gids)
-            userns.add_to_spec(bundle, idmap)
-            _write_json_atomically(directory / "config.json", bundle)
-            container.RootfsPath = str(rootfs)
-            return bundle
-        except BaseException:
-            if volumes_mounted:
-                volume_mounts.unmount_all(self.volumes, container)
-            self.driver.unmount(container.Id)
-            raise
-
     def _unmount_rootfs(self, container: Container) -> None:
-        if container.RootfsPath:
-            container.RootfsPath = ""
-            volume_mounts.unmount_all(self.volumes, container)
-            try:
-                self.driver.unmount(container.Id)
-            except EngineError:
-                log.warning("could not unmount the root of %s", container.Id, exc_info=True)
+        bundle.unmount_rootfs(self.driver, self.volumes, container)
 
     # ---- exits --------------------------------------------------------------------------------
     async def on_exit(
@@ -501,6 +424,7 @@ class ContainerService:
         )
 
     async def stop(self, container: Container, timeout: int | None = None) -> None:
+        container.ManualStop = True  # before any await: an exit from here on is not restarted
         if await self.restarts.cancel(container):
             self.hooks.call(
                 "pyengine_container_post_event", container=container, action="stop", attributes={}
@@ -589,7 +513,7 @@ class ContainerService:
             await asyncio.to_thread(control.release_cgroup, container)
             await asyncio.to_thread(self._unmount_rootfs, container)
             await asyncio.to_thread(self._detach_networks, container)
-            await asyncio.to_thread(self._release_filesystem, container)
+            await asyncio.to_thread(bundle.release_filesystem, self.driver, container)
             with self.db.transaction() as cur:
                 cur.execute("DELETE FROM containers WHERE id=?", (container.Id,))
             self.index.remove(container)
@@ -651,15 +575,6 @@ class ContainerService:
         worker.start()
         worker.join()
         self.save(container)
-
-
-def _write_json_atomically(path: Path, doc: Any) -> None:
-    import json
-    import os
-
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)
 
 
 async def _quietly(awaitable: Any) -> None:
