@@ -45,7 +45,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from pyengine.errors import StartFailed
+from pyengine.errors import InvalidArgument, StartFailed
 from pyengine.runtime import cgroups, seccomp
 from pyengine.runtime import syscalls as sc
 from pyengine.runtime.idmap import IdMap, write_maps
@@ -154,6 +154,8 @@ def _create_cgroup(spec: dict) -> str | None:
     except OSError as exc:
         _remove_cgroup(path)
         raise StartFailed(f"applying cgroup configuration: {exc.strerror or exc}") from None
+    except InvalidArgument as exc:  # a device rule the cgroup v2 BPF compiler refuses (nothing was made)
+        raise StartFailed(f"applying cgroup configuration: {exc.message}") from None
     return path
 
 
