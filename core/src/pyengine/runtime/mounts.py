@@ -257,13 +257,15 @@ def _make_device(
 
 
 def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
-    """Create Docker's default device nodes plus ``linux.devices``, and the /dev symlinks."""
-    for name, major, minor in _DEFAULT_DEVICES:
-        _make_device(root_fd, f"/dev/{name}", "c", major, minor, 0o666, 0, 0)
+    """Create ``linux.devices`` plus Docker's default device nodes, and the /dev symlinks.
+
+    The spec's devices come first: one on a default node's path (``--device /dev/x:/dev/null``)
+    takes its place, as with runc.
+    """
     for device in devices or ():
         path = os.path.normpath(device["path"])
-        if not path.startswith("/dev/"):
-            raise ValueError(f"device {path} is not under /dev")
+        if not path.startswith("/") or path == "/":
+            raise ValueError(f"device path {device['path']!r} is not an absolute path")
         _make_device(
             root_fd,
             path,
@@ -274,6 +276,8 @@ def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
             device.get("uid", 0),
             device.get("gid", 0),
         )
+    for name, major, minor in _DEFAULT_DEVICES:
+        _make_device(root_fd, f"/dev/{name}", "c", major, minor, 0o666, 0, 0)
     dev_fd = open_beneath(root_fd, resolve(root_fd, "/dev", create="dir"), os.O_PATH | os.O_DIRECTORY)
     try:
         links = list(_DEV_SYMLINKS)
