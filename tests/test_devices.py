@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 
 import pytest
+from pyengine.testing.daemon import pyengine_daemon
+from test_userns_remap import PYENGINE, Remapped, remap_user
 
 MARK = b"pyengine-device-test\n"
 
@@ -240,3 +242,28 @@ def test_docker_sdk_devices(sdk, busybox, loop_device):
         assert container.logs(stdout=True, stderr=False) == MARK[:20] + b"refused\n"
     finally:
         container.remove(force=True)
+
+
+def test_device_under_userns_remap_binds_the_host_node(busybox_tar, loop_device):
+    """In a user namespace mknod is refused: the host's node is bound instead, also when the
+    container path differs (found by its numbers under /dev); file permissions then apply as for
+    any unprivileged user, so the test opens the node to others for reading while it runs."""
+    path, major, minor = loop_device
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    with (
+        remap_user("pens-remapdev") as start,
+        pyengine_daemon(PYENGINE, extra_args=["--userns-remap", "pens-remapdev"]) as daemon,
+    ):
+        engine = Remapped(daemon, start)
+        imported = engine.cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
+        assert imported.returncode == 0, imported.stderr
+        os.chmod(path, mode | 0o004)
+        try:
+            result = engine.cli(
+                "run", "--rm", "--device", f"{path}:/dev/xda:r", "busybox",
+                "sh", "-c", "stat -c '%t:%T' /dev/xda; head -c 20 /dev/xda",
+            )  # fmt: skip
+        finally:
+            os.chmod(path, mode)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.encode() == f"{major:x}:{minor:x}\n".encode() + MARK[:20]

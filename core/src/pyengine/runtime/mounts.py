@@ -9,6 +9,7 @@ every operation on a fresh mount (remount, propagation) reopens the path first.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -242,18 +243,48 @@ def _make_device(
             return  # a mount in the spec (or the image's own /dev) already provides it
         except PermissionError:
             # mknod is refused (e.g. a user namespace): bind the host's node over an empty file.
+            source = _host_node(path, file_type, os.makedev(major, minor))
+            if source is None:
+                raise PermissionError(
+                    errno.EPERM,
+                    f"mknod {path} is refused and the host has no {kind} {major}:{minor} node "
+                    "under /dev to bind in its place",
+                ) from None
             os.close(
                 os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
             )
             node_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
             try:
-                sc.mount(path, _fd_path(node_fd), None, sc.MS_BIND)
+                sc.mount(source, _fd_path(node_fd), None, sc.MS_BIND)
             finally:
                 os.close(node_fd)
             return
         os.chown(name, uid, gid, dir_fd=parent_fd, follow_symlinks=False)
     finally:
         os.close(parent_fd)
+
+
+def _host_node(path: str, file_type: int, rdev: int) -> str | None:
+    """The host's node for a device: ``path`` itself when it is that device (the usual case), else
+    one found under the host's /dev (``--device /dev/sda:/dev/xvda``); None if there is none."""
+
+    def is_it(candidate: str) -> bool:
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            return False
+        return stat.S_IFMT(info.st_mode) == file_type and (file_type == stat.S_IFIFO or info.st_rdev == rdev)
+
+    if is_it(path):
+        return path
+    if file_type == stat.S_IFIFO:
+        return None
+    for directory, subdirectories, names in os.walk("/dev"):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in ("pts", "shm", "mqueue", "fd"))
+        for name in sorted(names):
+            if is_it(os.path.join(directory, name)):
+                return os.path.join(directory, name)
+    return None
 
 
 def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
