@@ -110,6 +110,10 @@ def test_privileged_skips_a_same_path_mapping_even_if_missing() -> None:
         ),
         ({"Devices": [{"PathOnHost": "/dev/null", "CgroupPermissions": "rr"}]}, 'invalid device mode: "rr"'),
         ({"Devices": [{"PathOnHost": "/dev/null", "PathInContainer": "x"}]}, "x is not an absolute path"),
+        (
+            {"Devices": [{"PathOnHost": "dev/null"}]},
+            'invalid device "dev/null": dev/null is not an absolute path',
+        ),
         ({"DeviceCgroupRules": ["c 1:3 rwx"]}, "invalid device cgroup rule format: 'c 1:3 rwx'"),
         ({"DeviceCgroupRules": ["c 1:3 "]}, "invalid device cgroup rule format: 'c 1:3 '"),
     ],

@@ -100,7 +100,7 @@ def devices_from_path(
         node = device_node(resolved)
         reason = "not a device node"
     except OSError as exc:
-        node, reason = None, os.strerror(exc.errno or 0).lower() if exc.errno else str(exc)
+        node, reason = None, (os.strerror(exc.errno).lower() if exc.errno else str(exc))
     if node is not None:
         node["path"] = path_in_container
         return [node], [_cgroup_rule_for(node, permissions)]
@@ -160,6 +160,9 @@ def _check_mapping(host: str, container: str, permissions: str) -> None:
             f'invalid device mode: "{permissions}" for device "{host}" '
             "(CgroupPermissions is a combination of r, w and m)"
         )
+    if not host.startswith("/"):
+        # The daemon's working directory is no place to look for the user's device.
+        raise InvalidArgument(f'invalid device "{host}": {host} is not an absolute path')
     if not container.startswith("/"):
         raise InvalidArgument(f'invalid device "{host}": {container} is not an absolute path')
 
