@@ -10,6 +10,8 @@ import os
 
 from pyengine.cli.flag_values import (
     OptionError,
+    parse_device,
+    parse_device_cgroup_rule,
     parse_duration,
     parse_env_line,
     parse_labels,
@@ -62,6 +64,13 @@ RUN_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
     (("--security-opt",), "security_opt", "multi", "Security Options"),
     (("--ulimit",), "ulimit", "multi", "Ulimit options"),
     (("--group-add",), "group_add", "multi", "Add additional groups to join"),
+    (("--device",), "device", "multi", "Add a host device to the container"),
+    (
+        ("--device-cgroup-rule",),
+        "device_cgroup_rule",
+        "multi",
+        "Add a rule to the cgroup allowed devices list",
+    ),
     (("--userns",), "userns", "value", "User namespace to use (host: none under --userns-remap)"),
     (("-m", "--memory"), "memory", "value", "Memory limit"),
     (("--cpus",), "cpus", "value", "Number of CPUs"),
@@ -125,6 +134,7 @@ LIMIT_AND_HEALTH_DESTS = (
     "health_start_period",
     "no_healthcheck",
 )
+LIMIT_AND_HEALTH_DESTS += ("device", "device_cgroup_rule")  # and the device flags
 
 
 class CreateOptions:
@@ -166,6 +176,8 @@ class CreateOptions:
     security_opt: list[str]
     ulimit: list[str]
     group_add: list[str]
+    device: list[str]
+    device_cgroup_rule: list[str]
     userns: str | None = None
     memory: str | None = None
     cpus: str | None = None
@@ -203,6 +215,7 @@ class CreateOptions:
     )
     _LISTS += ("mounts", "tmpfs")  # --mount, --tmpfs (kept apart: a line of its own merges cleanly)
     _LISTS += ("network_alias",)
+    _LISTS += ("device", "device_cgroup_rule")
 
     def __init__(self, image: str, **fields: Any) -> None:
         self.image = image
@@ -308,6 +321,10 @@ def build_create_request(
         host_config["GroupAdd"] = list(opts.group_add)
     if opts.userns:
         host_config["UsernsMode"] = opts.userns
+    if opts.device:
+        host_config["Devices"] = [parse_device(item) for item in opts.device]
+    if opts.device_cgroup_rule:
+        host_config["DeviceCgroupRules"] = [parse_device_cgroup_rule(r) for r in opts.device_cgroup_rule]
     if opts.memory:
         host_config["Memory"] = parse_memory(opts.memory)
     if opts.cpus:

@@ -296,6 +296,51 @@ def parse_security_opt(text: str) -> str:
     return f"seccomp={compact}"
 
 
+def _device_mode(mode: str) -> bool:
+    """docker's validDeviceMode: a non-empty combination of r, w and m, each at most once."""
+    return bool(mode) and all(c in "rwm" for c in mode) and len(set(mode)) == len(mode)
+
+
+def parse_device(text: str) -> dict[str, str]:
+    """``/dev/x[:/dev/y][:rwm]`` -> ``{"PathOnHost", "PathInContainer", "CgroupPermissions"}``.
+
+    As the docker CLI: a second field that is a valid mode is the mode, else the container path.
+    """
+
+    def invalid(reason: str) -> OptionError:
+        return OptionError(f'invalid argument "{text}" for "--device" flag: {reason}')
+
+    fields = text.split(":")
+    if len(fields) > 3 or not fields[0]:
+        raise invalid(f"bad format for path: {text}")
+    host, container, permissions = fields[0], "", "rwm"
+    if len(fields) == 2:
+        if _device_mode(fields[1]):
+            permissions = fields[1]
+        else:
+            container = fields[1]
+    elif len(fields) == 3:
+        container, permissions = fields[1], fields[2]
+        if not _device_mode(permissions):
+            raise invalid(f"bad mode specified: {permissions}")
+    container = container or host
+    if not container.startswith("/"):
+        raise invalid(f"{container} is not an absolute path")
+    return {"PathOnHost": host, "PathInContainer": container, "CgroupPermissions": permissions}
+
+
+def parse_device_cgroup_rule(text: str) -> str:
+    """``'c 1:3 mr'``: type a/b/c, major:minor (numbers or ``*``), one to three of r, w, m."""
+    import re
+
+    if re.fullmatch(r"[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}", text) is None:
+        raise OptionError(
+            f'invalid argument "{text}" for "--device-cgroup-rule" flag: '
+            f"invalid device cgroup format '{text}'"
+        )
+    return text
+
+
 _DURATION_UNITS = {
     "ns": 1,
     "us": 1_000,

@@ -8,7 +8,8 @@ Two entry points, one per moment:
 * :func:`apply_to_spec` when the bundle is written at start: capabilities (Docker's 14, adjusted
   by CapAdd/CapDrop, or all of them with ``--privileged``), the seccomp profile (Docker's default,
   a given one, or none), no_new_privs, rlimits, supplementary groups, and masked/read-only paths
-  (none for privileged containers or ``systempaths=unconfined``).
+  (none for privileged containers or ``systempaths=unconfined``), and the devices
+  (:mod:`.devices`: ``--device``, ``--device-cgroup-rule``, all of the host's with ``--privileged``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyengine.containers import seccomp_profile
+from pyengine.containers import devices, seccomp_profile
 from pyengine.containers.spec import DEFAULT_CAPABILITIES
 from pyengine.errors import InvalidArgument
 from pyengine.runtime.capabilities import CAPABILITY_NAMES, last_capability
@@ -197,6 +198,7 @@ def check_host_config(host_config: Any) -> None:
             raise InvalidArgument(f"--security-opt seccomp: invalid seccomp profile: {exc}") from None
     parse_ulimits(getattr(host_config, "Ulimits", None))
     check_group_add(getattr(host_config, "GroupAdd", None))
+    devices.check_host_config(host_config)
 
 
 def seccomp_for(host_config: Any, capabilities: list[str]) -> dict[str, Any] | None:
@@ -234,6 +236,7 @@ def apply_to_spec(spec: dict[str, Any], host_config: Any, extra_gids: list[int])
     if host_config.Privileged or options.unconfined_system_paths:
         linux["maskedPaths"] = []
         linux["readonlyPaths"] = []
+    devices.apply_to_spec(spec, host_config)
     if host_config.Privileged:
         for mount in spec["mounts"]:
             if mount.get("type") == "sysfs":

@@ -62,6 +62,14 @@ class LogConfigSpec(DockerModel):
     Options: dict[str, str] = Field(default_factory=dict, alias="Config")
 
 
+class DeviceMapping(DockerModel):
+    """One ``--device``: a host device node (or a directory of them) and its cgroup permissions."""
+
+    PathOnHost: str = ""
+    PathInContainer: str = ""  # "" -> the host path, as the docker CLI fills it
+    CgroupPermissions: str = ""  # "" -> "rwm"
+
+
 class HostConfigSpec(DockerModel):
     """Docker's HostConfig: how the host treats the container. Only the fields pyengine acts on are
     typed; the rest are kept and echoed back in inspect."""
@@ -88,6 +96,8 @@ class HostConfigSpec(DockerModel):
     Mounts: list[dict[str, Any]] | None = None
     VolumeDriver: str = ""
     SecurityOpt: list[str] | None = None
+    Devices: list[DeviceMapping] | None = None
+    DeviceCgroupRules: list[str] | None = None
     # Resources (cgroups): 0 / "" / None mean "not set", as in Docker's inspect output.
     Memory: int = 0
     MemorySwap: int = 0

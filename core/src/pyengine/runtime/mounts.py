@@ -9,6 +9,7 @@ every operation on a fresh mount (remount, propagation) reopens the path first.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -242,12 +243,19 @@ def _make_device(
             return  # a mount in the spec (or the image's own /dev) already provides it
         except PermissionError:
             # mknod is refused (e.g. a user namespace): bind the host's node over an empty file.
+            source = _host_node(path, file_type, os.makedev(major, minor))
+            if source is None:
+                raise PermissionError(
+                    errno.EPERM,
+                    f"mknod {path} is refused and the host has no {kind} {major}:{minor} node "
+                    "under /dev to bind in its place",
+                ) from None
             os.close(
                 os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=parent_fd)
             )
             node_fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
             try:
-                sc.mount(path, _fd_path(node_fd), None, sc.MS_BIND)
+                sc.mount(source, _fd_path(node_fd), None, sc.MS_BIND)
             finally:
                 os.close(node_fd)
             return
@@ -256,14 +264,39 @@ def _make_device(
         os.close(parent_fd)
 
 
+def _host_node(path: str, file_type: int, rdev: int) -> str | None:
+    """The host's node for a device: ``path`` itself when it is that device (the usual case), else
+    one found under the host's /dev (``--device /dev/sda:/dev/xvda``); None if there is none."""
+
+    def is_it(candidate: str) -> bool:
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            return False
+        return stat.S_IFMT(info.st_mode) == file_type and (file_type == stat.S_IFIFO or info.st_rdev == rdev)
+
+    if is_it(path):
+        return path
+    if file_type == stat.S_IFIFO:
+        return None
+    for directory, subdirectories, names in os.walk("/dev"):
+        subdirectories[:] = sorted(d for d in subdirectories if d not in ("pts", "shm", "mqueue", "fd"))
+        for name in sorted(names):
+            if is_it(os.path.join(directory, name)):
+                return os.path.join(directory, name)
+    return None
+
+
 def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
-    """Create Docker's default device nodes plus ``linux.devices``, and the /dev symlinks."""
-    for name, major, minor in _DEFAULT_DEVICES:
-        _make_device(root_fd, f"/dev/{name}", "c", major, minor, 0o666, 0, 0)
+    """Create ``linux.devices`` plus Docker's default device nodes, and the /dev symlinks.
+
+    The spec's devices come first: one on a default node's path (``--device /dev/x:/dev/null``)
+    takes its place, as with runc.
+    """
     for device in devices or ():
         path = os.path.normpath(device["path"])
-        if not path.startswith("/dev/"):
-            raise ValueError(f"device {path} is not under /dev")
+        if not path.startswith("/") or path == "/":
+            raise ValueError(f"device path {device['path']!r} is not an absolute path")
         _make_device(
             root_fd,
             path,
@@ -274,6 +307,8 @@ def setup_dev(root_fd: int, devices: list[dict] | None) -> None:
             device.get("uid", 0),
             device.get("gid", 0),
         )
+    for name, major, minor in _DEFAULT_DEVICES:
+        _make_device(root_fd, f"/dev/{name}", "c", major, minor, 0o666, 0, 0)
     dev_fd = open_beneath(root_fd, resolve(root_fd, "/dev", create="dir"), os.O_PATH | os.O_DIRECTORY)
     try:
         links = list(_DEV_SYMLINKS)
