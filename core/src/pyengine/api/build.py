@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import queue
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
 from pyengine.build.executor import BuildCancelled, Builder, BuildOptions, familiar_tags
 from pyengine.build.steps import StepFailed
-from pyengine.build.tarcontext import BuildContext
+from pyengine.build.tarcontext import BuildContext, ContextNeeded
+from pyengine.build.tarstream import BackgroundIndexer
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images import reference
 
@@ -30,6 +32,11 @@ log = logging.getLogger(__name__)
 
 
 _swept: set[Path] = set()  # build directories cleaned by this daemon process
+# pyengine's CLI sends the context by digest first (file contents replaced by their sha256) when it
+# sends this header; the answer is then either the build or CONTEXT_NEEDED, after which it sends the
+# context in full (see pyengine.cli.build).
+DIGESTS_HEADER = "X-Pyengine-Context"
+CONTEXT_NEEDED = {"aux": {"PyengineContext": "needed"}}
 
 
 def _json_query(request: web.Request, name: str, default: Any) -> Any:
@@ -82,16 +89,16 @@ async def build(request: web.Request) -> web.StreamResponse:
     try:
         build_dir.mkdir(mode=0o700)
         tar_path = build_dir / "context.tar"
-        with open(tar_path, "wb") as spool:
-            while chunk := await request.content.read(1 << 20):
-                await asyncio.to_thread(spool.write, chunk)
-            # The docker CLI's context for ``-f -`` ends without the padding of its last entry and
-            # without the end-of-archive blocks (Go's reader accepts that): complete it.
-            size = spool.tell()
-            if size:
-                spool.write(b"\0" * (-size % 512 + 1024))
-        context = await off_loop(BuildContext, tar_path, context_dir, options.dockerfile)
-        text = await off_loop(context.read_dockerfile)
+        members, by_digest = await _receive_context(request, tar_path)
+        if by_digest and request.headers.get(DIGESTS_HEADER) != "digests":
+            raise InvalidArgument(f"a context sent by digest needs the {DIGESTS_HEADER}: digests header")
+        try:
+            context = await off_loop(
+                BuildContext, tar_path, context_dir, options.dockerfile, members, by_digest=by_digest
+            )
+            text = await off_loop(context.read_dockerfile)
+        except ContextNeeded:
+            return await _ask_for_context(request, None)
         df.parse(text).select(options.target)  # syntax errors as an HTTP error, before any output
 
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
@@ -115,6 +122,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         except BuildCancelled:
             log.info("build cancelled: the client went away")
             return response
+        except ContextNeeded:
+            return await _ask_for_context(request, response)
         except EngineError as exc:
             detail: dict[str, Any] = {"message": exc.message}
             if isinstance(exc, StepFailed):
@@ -143,6 +152,40 @@ async def build(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         await off_loop(ctx.remove_tree, build_dir)
+
+
+async def _receive_context(request: web.Request, tar_path: Path) -> tuple[dict | None, bool]:
+    """Spool the body to ``tar_path`` while a worker thread indexes and hashes it; return the index
+    (None: the tar is indexed from the file later) and whether it came by digest."""
+    with open(tar_path, "wb") as spool:
+        indexer = BackgroundIndexer(spool)
+        try:
+            async for chunk in request.content.iter_any():
+                try:
+                    indexer.queue.put_nowait(chunk)
+                except queue.Full:
+                    await asyncio.to_thread(indexer.queue.put, chunk)
+        finally:
+            try:
+                indexer.queue.put_nowait(None)
+            except queue.Full:
+                await asyncio.to_thread(indexer.queue.put, None)
+            stream = await asyncio.to_thread(indexer.join)
+        # The docker CLI's context for ``-f -`` ends without the padding of its last entry and
+        # without the end-of-archive blocks (Go's reader accepts that): complete it.
+        if stream.written:
+            spool.write(b"\0" * (-stream.written % 512 + 1024))
+    return stream.finish(), stream.by_digest
+
+
+async def _ask_for_context(request: web.Request, response: web.StreamResponse | None) -> web.StreamResponse:
+    """Tell pyengine's CLI to send the context again, in full (nothing was built or tagged)."""
+    if response is None:
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+    await response.write(json.dumps(CONTEXT_NEEDED).encode() + b"\r\n")
+    await response.write_eof()
+    return response
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -21,7 +21,7 @@ from pyengine.build.cache import BuildCache, step_key
 from pyengine.build.dockerfile import Instruction
 from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
-from pyengine.build.tarcontext import BuildContext
+from pyengine.build.tarcontext import BuildContext, ContextNeeded
 from pyengine.errors import EngineError, InvalidArgument, NotFound
 from pyengine.images import reference
 from pyengine.images.store import Image
@@ -105,13 +105,33 @@ class Builder(MetadataInstructions):
         self.total = 0
         self.used_args: set[str] = set()
         self.allowed_cache: set[str] | None = None
+        # A context sent by digest: the output is held until the first step that is not cached;
+        # there the build either goes on (nothing after it reads the context) or stops with
+        # ContextNeeded, and the client sends the context in full and sees one build only.
+        self.held: list[str] | None = [] if context.by_digest else None
+        self.plan: list[df.Stage] = []
+        self.position = (0, 0)  # (stage, instruction) being run, to know what is left
+        self.in_trigger = False
 
     async def say(self, text: str) -> None:
-        await self.emit({"stream": text})
+        if self.held is not None:
+            self.held.append(text)
+        else:
+            await self.emit({"stream": text})
 
     # ---- the build ----------------------------------------------------------------------------
     async def run(self, text: str) -> str:
-        """Build; return the final image ID. Raises an EngineError (StepFailed for a failing RUN)."""
+        """Build; return the final image ID. Raises an EngineError (StepFailed for a failing RUN),
+        ContextNeeded when a context sent by digest does not do."""
+        try:
+            return await self._run(text)
+        except ContextNeeded:
+            raise
+        except EngineError:
+            await self._release()  # what led to the error goes before it
+            raise
+
+    async def _run(self, text: str) -> str:
         parsed = df.parse(text)
         stages = parsed.select(self.options.target)
         self.escape = parsed.escape
@@ -131,18 +151,23 @@ class Builder(MetadataInstructions):
                 if value is not None:
                     meta_env[name] = value
         self.meta_env = meta_env
-        for stage in stages:
+        self.plan = stages
+        for stage_number, stage in enumerate(stages):
+            self.position = (stage_number, 0)
             state = await self._from(stage)
             self.stages.append(state)
             if stage.name:
                 self.stage_names[stage.name] = stage.index
-            for instruction in stage.instructions:
+            for number, instruction in enumerate(stage.instructions):
+                self.position = (stage_number, number)
                 await self._step(state, instruction)
         final = self.stages[-1]
+        self.position = (len(self.plan), 0)
         if self.options.labels:
             final = await self._add_labels(final)
         if not final.image_id:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
+        await self._release()
         unused = sorted(set(self.options.build_args) - self.used_args - BUILTIN_ARGS)
         if unused:
             await self.say(f"[Warning] One or more build-args {unused} were not consumed\n")
@@ -184,8 +209,12 @@ class Builder(MetadataInstructions):
         if triggers:
             await self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
             state.config.config.OnBuild = None
-            for text in triggers:
-                await self._execute(state, df.parse_trigger(text, stage.line))
+            self.in_trigger = True
+            try:
+                for text in triggers:
+                    await self._execute(state, df.parse_trigger(text, stage.line))
+            finally:
+                self.in_trigger = False
         return state
 
     def _state_of(self, image: Image) -> StageState:
@@ -219,19 +248,60 @@ class Builder(MetadataInstructions):
 
     async def _cached(self, state: StageState, key: str) -> bool:
         if self.options.no_cache:
-            return False
+            return await self._miss()
         hit = await asyncio.to_thread(self.cache.lookup, state.image_id, key)
         if hit is None or (self.allowed_cache is not None and hit not in self.allowed_cache):
-            return False
+            return await self._miss()
         try:
             image = await asyncio.to_thread(self.engine.images.resolve, hit)
         except NotFound:
-            return False
+            return await self._miss()
         fresh = self._state_of(image)
         state.image_id, state.config, state.layers = fresh.image_id, fresh.config, fresh.layers
         await self.say(" ---> Using cache\n")
         await self.say(f" ---> {image.id[7:19]}\n")
         return True
+
+    async def _miss(self) -> bool:
+        """A step that is not cached is about to run: with a context sent by digest, go on only if
+        nothing from here on reads the context's files."""
+        if self.held is not None:
+            if await asyncio.to_thread(self._context_needed_from_here):
+                raise ContextNeeded("a step that is not cached needs the files of the context")
+            await self._release()
+        return False
+
+    async def _release(self) -> None:
+        held, self.held = self.held, None
+        for text in held or ():
+            await self.emit({"stream": text})
+
+    def _context_needed_from_here(self) -> bool:
+        """Whether the rest of the build, this step included, may read files of the context:
+        COPY/ADD without --from, or build triggers (ONBUILD) that may hold one."""
+        if self.in_trigger:
+            return True
+        stage_number, number = self.position
+        for index in range(stage_number, len(self.plan)):
+            stage = self.plan[index]
+            if index > stage_number and self._base_has_triggers(stage):
+                return True
+            for ins in stage.instructions[number if index == stage_number else 0 :]:
+                if ins.name in ("COPY", "ADD") and "from" not in ins.flags:
+                    return True
+        return False
+
+    def _base_has_triggers(self, stage: df.Stage) -> bool:
+        base = df.expand(stage.base, self.meta_env, self.escape).lower()
+        if base == "scratch":
+            return False
+        for earlier in self.plan:
+            if earlier.name and earlier.name == base:
+                return any(ins.name == "ONBUILD" for ins in earlier.instructions)
+        try:
+            return bool(self.engine.images.resolve(base).config.config.OnBuild)
+        except (NotFound, InvalidArgument):
+            return True  # the build fails there anyway; the full context gives the same error
 
     async def _commit(self, state: StageState, key: str, created_by: str, layer: Any = None) -> None:
         """Record the step's image (``layer`` a StoredLayer or None for an empty layer) and cache it."""

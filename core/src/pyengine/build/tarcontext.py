@@ -4,6 +4,9 @@ files: a fully cached build reads the Dockerfile and digests the COPY sources st
 The digest of sources taken from the index equals the one :func:`context.checksum_sources` gives for
 the unpacked files; whatever the index cannot answer exactly (globs, symlinks on the way, hard links,
 implicit directories) is answered from the unpacked files instead.
+
+A context sent by digest (:mod:`pyengine.build.tarstream`) has an index but no files: whatever needs
+the files raises :class:`ContextNeeded`, and the client sends the context again in full.
 """
 
 from __future__ import annotations
@@ -16,25 +19,38 @@ from pathlib import Path
 
 from pyengine.build import context as ctx
 from pyengine.build.ignore import ALWAYS_SENT, ignore_matcher
-from pyengine.errors import InvalidArgument
+from pyengine.build.tarstream import Member, normalized_name
+from pyengine.errors import EngineError, InvalidArgument
 
-_TYPES = {
-    tarfile.REGTYPE: stat.S_IFREG,
-    tarfile.AREGTYPE: stat.S_IFREG,
-    tarfile.DIRTYPE: stat.S_IFDIR,
-    tarfile.SYMTYPE: stat.S_IFLNK,
-}
+
+class ContextNeeded(EngineError):
+    """The build needs the files of a context that was sent by digest only."""
 
 
 class BuildContext:
-    def __init__(self, tar_path: Path, directory: Path, dockerfile: str) -> None:
+    def __init__(
+        self,
+        tar_path: Path,
+        directory: Path,
+        dockerfile: str,
+        members: dict[str, Member] | None = None,
+        *,
+        by_digest: bool = False,
+    ) -> None:
         """``tar_path``: the context tar (plain or compressed; a compressed one is unpacked at once);
-        ``directory``: where it is unpacked when needed (must not exist yet)."""
+        ``directory``: where it is unpacked when needed (must not exist yet); ``members``: its index
+        when it was made while receiving; ``by_digest``: the tar has digests instead of file data."""
         self.tar_path = tar_path
         self.directory = directory
         self.dockerfile = os.path.normpath(dockerfile)
-        self.members: dict[str, tarfile.TarInfo] | None = None  # None: use the unpacked files
+        self.members: dict[str, Member] | None = None  # None: use the unpacked files
+        self.by_digest = by_digest
         self._unpacked = False
+        if members is not None:
+            self._filter(members)
+            return
+        if by_digest:
+            raise InvalidArgument("a context sent by digest must be a plain tar")
         with open(tar_path, "rb") as handle:
             head = handle.read(6)
         if not head:
@@ -46,16 +62,20 @@ class BuildContext:
             self._index()
 
     def _index(self) -> None:
-        members: dict[str, tarfile.TarInfo] = {}
+        members: dict[str, Member] = {}
         try:
             with tarfile.open(self.tar_path, "r:") as tar:
                 for member in tar:
-                    name = os.path.normpath(member.name.lstrip("/")) if member.name else ""
-                    if name in ("", ".") or name.startswith("../") or name == "..":
-                        continue
-                    members[name] = member
+                    name = normalized_name(member.name)
+                    if name:
+                        members[name] = Member.of(member)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"the build context is not a valid tar archive: {exc}") from exc
+        self._filter(members)
+
+    def _filter(self, members: dict[str, Member]) -> None:
+        """Keep what .dockerignore keeps (clients filter already; this keeps the daemon right for
+        those that do not)."""
         ignore = members.get(".dockerignore")
         if ignore is not None and ignore.isreg():
             matcher = ignore_matcher(self._read_member(ignore).decode(errors="replace").splitlines())
@@ -63,12 +83,16 @@ class BuildContext:
             members = {n: m for n, m in members.items() if n in keep or not matcher.matches(n)}
         self.members = members
 
-    def _read_member(self, member: tarfile.TarInfo) -> bytes:
+    def _read_member(self, member: Member) -> bytes:
+        if not member.sent:
+            raise ContextNeeded(f"the content of {member.name} was not sent")
         with open(self.tar_path, "rb") as handle:
             handle.seek(member.offset_data)
             return handle.read(member.size)
 
-    def _member_digest(self, member: tarfile.TarInfo) -> bytes:
+    def _member_digest(self, member: Member) -> bytes:
+        if member.digest is not None:
+            return member.digest  # hashed while it arrived, or given by the client
         hasher = hashlib.sha256()
         left = member.size
         with open(self.tar_path, "rb") as handle:
@@ -79,11 +103,15 @@ class BuildContext:
                     raise InvalidArgument(f"the build context is truncated in {member.name}")
                 hasher.update(chunk)
                 left -= len(chunk)
-        return hasher.digest()
+        member.digest = hasher.digest()
+        return member.digest
 
     @property
     def root(self) -> Path:
-        """The unpacked context (unpacked on first use, .dockerignore applied)."""
+        """The unpacked context (unpacked on first use, .dockerignore applied). ContextNeeded for a
+        context sent by digest."""
+        if self.by_digest:
+            raise ContextNeeded("the build needs the files of the context")
         if not self._unpacked:
             with open(self.tar_path, "rb") as stream:
                 ctx.unpack_context(stream, self.directory, self.dockerfile)
@@ -139,7 +167,7 @@ class BuildContext:
         present = set(names)
         for member_name in names:
             member = members[member_name]
-            kind = _TYPES.get(member.type)
+            kind = member.kind
             if kind is None:
                 return None  # hard links, devices: the unpacked files say what they become
             parent = os.path.dirname(member_name)
