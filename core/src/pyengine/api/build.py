@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import secrets
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from pyengine.build import dockerfile as df
 from pyengine.build.executor import BuildCancelled, Builder, BuildOptions, familiar_tags
 from pyengine.build.steps import StepFailed
 from pyengine.build.tarcontext import BuildContext, ContextNeeded
-from pyengine.build.tarstream import BackgroundIndexer
+from pyengine.build.tarstream import StreamIndexer
 from pyengine.errors import EngineError, InvalidArgument
 from pyengine.images import reference
 
@@ -155,22 +154,21 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 
 async def _receive_context(request: web.Request, tar_path: Path) -> tuple[dict | None, bool]:
-    """Spool the body to ``tar_path`` while a worker thread indexes and hashes it; return the index
-    (None: the tar is indexed from the file later) and whether it came by digest."""
+    """Spool the body to ``tar_path``, indexing and hashing it on the way; return the index (None:
+    the tar is indexed from the file later) and whether it came by digest.
+
+    Measured on a 20 MiB context: doing this on the event loop (about 0.1 ms per piece) beats a
+    worker thread, whose hand-offs and GIL contention cost more than the hashing they would hide.
+    """
+    content = request.content
     with open(tar_path, "wb") as spool:
-        indexer = BackgroundIndexer(spool)
-        try:
-            async for chunk in request.content.iter_any():
-                try:
-                    indexer.queue.put_nowait(chunk)
-                except queue.Full:
-                    await asyncio.to_thread(indexer.queue.put, chunk)
-        finally:
-            try:
-                indexer.queue.put_nowait(None)
-            except queue.Full:
-                await asyncio.to_thread(indexer.queue.put, None)
-            stream = await asyncio.to_thread(indexer.join)
+        stream = StreamIndexer(spool)
+        while chunk := await content.readany():
+            stream.feed(chunk)
+            # what else has arrived already: one coroutine step per HTTP chunk (the docker CLI
+            # sends 32 KiB ones) costs more than this
+            if rest := content.read_nowait():
+                stream.feed(rest)
         # The docker CLI's context for ``-f -`` ends without the padding of its last entry and
         # without the end-of-archive blocks (Go's reader accepts that): complete it.
         if stream.written:

@@ -1,7 +1,7 @@
 """The build context read as it arrives: each piece of the request body is written to the spool file
-and, on the same pass, the tar headers are parsed and every regular file's content is hashed, in a
-worker thread while the event loop keeps receiving. When the body ends, the index (name -> member
-with its sha256) is complete, so a fully cached build neither re-reads nor re-hashes the context.
+and, on the same pass, the tar headers are parsed and every regular file's content is hashed. When
+the body ends, the index (name -> member with its sha256) is complete, so a fully cached build
+neither re-reads nor re-hashes the context.
 
 A context our own CLI sends "by digest" (see :data:`DIGEST_RECORD`) carries, for each regular file,
 its sha256 and size in PAX records instead of its content; the index is the same, only without data
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import stat
 import tarfile
-import threading
 from typing import BinaryIO
 
 # PAX records of a digest-only context (sent by pyengine's CLI only): the file's content digest
@@ -91,8 +89,7 @@ def normalized_name(name: str) -> str:
 
 
 class StreamIndexer:
-    """Writes pieces of a context tar to ``spool`` and indexes them on the way (single-threaded:
-    :class:`BackgroundIndexer` runs it in a worker thread)."""
+    """Writes pieces of a context tar to ``spool`` and indexes them on the way."""
 
     def __init__(self, spool: BinaryIO) -> None:
         self.spool = spool
@@ -262,31 +259,3 @@ def _padded(size: int) -> int:
 
 
 _EMPTY_DIGEST = hashlib.sha256().digest()
-
-
-class BackgroundIndexer:
-    """A :class:`StreamIndexer` fed from the event loop through a bounded queue and run in its own
-    thread: hashing (which releases the GIL) overlaps with receiving."""
-
-    def __init__(self, spool: BinaryIO) -> None:
-        self.indexer = StreamIndexer(spool)
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="build-context-indexer", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while (data := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # keep draining so the producer never blocks
-            try:
-                self.indexer.feed(data)
-            except BaseException as exc:  # noqa: BLE001 - reported to the producer in join()
-                self.error = exc
-
-    def join(self) -> StreamIndexer:
-        """Wait for everything queued (after a None was put); re-raise a write error."""
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.indexer
