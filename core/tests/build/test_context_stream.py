@@ -148,7 +148,9 @@ def test_context_by_digest_gives_the_same_keys_as_the_files(tmp_path, monkeypatc
     assert all(from_digests)
     assert from_digests == [files.checksum(p) for p in patterns]
     unpacked = files.root
-    assert from_digests == [ctx.checksum_sources(ctx.resolve_sources(unpacked, p), unpacked) for p in patterns]
+    assert from_digests == [
+        ctx.checksum_sources(ctx.resolve_sources(unpacked, p), unpacked) for p in patterns
+    ]
     assert digests.checksum(["*.txt"]) is None  # globs need the files...
     with pytest.raises(ContextNeeded):
         digests.root  # noqa: B018 - ...which a context by digest does not have

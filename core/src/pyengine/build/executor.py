@@ -18,6 +18,8 @@ from typing import Any
 
 from pyengine.build import dockerfile as df
 from pyengine.build.cache import BuildCache, step_key
+from pyengine.build.cache_from import CacheSources
+from pyengine.build.caching import CachedSteps
 from pyengine.build.dockerfile import Instruction
 from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
@@ -82,7 +84,7 @@ class BuildCancelled(EngineError):
     """The client of a build went away."""
 
 
-class Builder(MetadataInstructions):
+class Builder(CachedSteps, MetadataInstructions):
     def __init__(
         self,
         engine: Any,
@@ -105,6 +107,7 @@ class Builder(MetadataInstructions):
         self.total = 0
         self.used_args: set[str] = set()
         self.allowed_cache: set[str] | None = None
+        self.cache_sources = CacheSources([])
         # A context sent by digest: the output is held until the first step that is not cached;
         # there the build either goes on (nothing after it reads the context) or stops with
         # ContextNeeded, and the client sends the context in full and sees one build only.
@@ -112,12 +115,6 @@ class Builder(MetadataInstructions):
         self.plan: list[df.Stage] = []
         self.position = (0, 0)  # (stage, instruction) being run, to know what is left
         self.in_trigger = False
-
-    async def say(self, text: str) -> None:
-        if self.held is not None:
-            self.held.append(text)
-        else:
-            await self.emit({"stream": text})
 
     # ---- the build ----------------------------------------------------------------------------
     async def run(self, text: str) -> str:
@@ -138,12 +135,15 @@ class Builder(MetadataInstructions):
         self.total = sum(1 + len(s.instructions) for s in stages)
         if self.options.cache_from:
             self.allowed_cache = set()
+            sources = []
             for name in self.options.cache_from:
                 try:
                     image = await asyncio.to_thread(self.engine.images.resolve, name)
-                except NotFound:
+                except (NotFound, InvalidArgument):
                     continue
+                sources.append(image)
                 self.allowed_cache |= await asyncio.to_thread(self.cache.ancestry, image.id)
+            self.cache_sources = CacheSources(sources)
         meta_env: dict[str, str] = {}
         for instruction in parsed.meta_args:
             for name, default in df.arg_definition(instruction, meta_env, self.escape):
@@ -246,63 +246,6 @@ class Builder(MetadataInstructions):
 
         return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    async def _cached(self, state: StageState, key: str) -> bool:
-        if self.options.no_cache:
-            return await self._miss()
-        hit = await asyncio.to_thread(self.cache.lookup, state.image_id, key)
-        if hit is None or (self.allowed_cache is not None and hit not in self.allowed_cache):
-            return await self._miss()
-        try:
-            image = await asyncio.to_thread(self.engine.images.resolve, hit)
-        except NotFound:
-            return await self._miss()
-        fresh = self._state_of(image)
-        state.image_id, state.config, state.layers = fresh.image_id, fresh.config, fresh.layers
-        await self.say(" ---> Using cache\n")
-        await self.say(f" ---> {image.id[7:19]}\n")
-        return True
-
-    async def _miss(self) -> bool:
-        """A step that is not cached is about to run: with a context sent by digest, go on only if
-        nothing from here on reads the context's files."""
-        if self.held is not None:
-            if await asyncio.to_thread(self._context_needed_from_here):
-                raise ContextNeeded("a step that is not cached needs the files of the context")
-            await self._release()
-        return False
-
-    async def _release(self) -> None:
-        held, self.held = self.held, None
-        for text in held or ():
-            await self.emit({"stream": text})
-
-    def _context_needed_from_here(self) -> bool:
-        """Whether the rest of the build, this step included, may read files of the context:
-        COPY/ADD without --from, or build triggers (ONBUILD) that may hold one."""
-        if self.in_trigger:
-            return True
-        stage_number, number = self.position
-        for index in range(stage_number, len(self.plan)):
-            stage = self.plan[index]
-            if index > stage_number and self._base_has_triggers(stage):
-                return True
-            for ins in stage.instructions[number if index == stage_number else 0 :]:
-                if ins.name in ("COPY", "ADD") and "from" not in ins.flags:
-                    return True
-        return False
-
-    def _base_has_triggers(self, stage: df.Stage) -> bool:
-        base = df.expand(stage.base, self.meta_env, self.escape).lower()
-        if base == "scratch":
-            return False
-        for earlier in self.plan:
-            if earlier.name and earlier.name == base:
-                return any(ins.name == "ONBUILD" for ins in earlier.instructions)
-        try:
-            return bool(self.engine.images.resolve(base).config.config.OnBuild)
-        except (NotFound, InvalidArgument):
-            return True  # the build fails there anyway; the full context gives the same error
-
     async def _commit(self, state: StageState, key: str, created_by: str, layer: Any = None) -> None:
         """Record the step's image (``layer`` a StoredLayer or None for an empty layer) and cache it."""
         config = state.config.model_copy(deep=True)
@@ -336,10 +279,11 @@ class Builder(MetadataInstructions):
         self, state: StageState, ins: Instruction, change: Callable[[Any], None], shown: str
     ) -> None:
         key = step_key(ins.original, self._args_in_effect(state))
-        if await self._cached(state, key):
+        created_by = f"/bin/sh -c #(nop)  {shown}"
+        if await self._cached(state, key, created_by, change):
             return
         change(state.config.config)
-        await self._commit(state, key, f"/bin/sh -c #(nop)  {shown}")
+        await self._commit(state, key, created_by)
 
     async def _add_labels(self, state: StageState) -> StageState:
         labels = self.options.labels
@@ -371,7 +315,11 @@ class Builder(MetadataInstructions):
             argv = [*(state.config.config.Shell or DEFAULT_SHELL), command]
         args = self._args_in_effect(state)
         key = step_key(ins.original + "\0" + "\0".join(h.content for h in ins.heredocs), args)
-        if await self._cached(state, key):
+        shown_by = (
+            f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else ""
+        )
+        created_by = shown_by + (" ".join(argv) if not ins.json else json.dumps(argv))
+        if await self._cached(state, key, created_by):
             return
         if not state.image_id:
             raise InvalidArgument(
@@ -400,16 +348,11 @@ class Builder(MetadataInstructions):
                     f"The command '{shown}' returned a non-zero code: {code} (step {self.step}/{self.total})",
                     code,
                 )
-            shown_by = (
-                f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else ""
-            )
             layer = await asyncio.to_thread(self._store_diff, state, container.Id)
         finally:
             await services.remove(container, force=True)
             await self.say(f"Removing intermediate container {container.Id[:12]}\n")
-        await self._commit(
-            state, key, shown_by + (" ".join(argv) if not ins.json else json.dumps(argv)), layer
-        )
+        await self._commit(state, key, created_by, layer)
 
     async def _run_container(self, container: Any) -> int:
         from pyengine.containers.logs import LogReader
@@ -459,7 +402,7 @@ class Builder(MetadataInstructions):
         sources_digest = await asyncio.to_thread(step.prepare)
         try:
             key = step_key(ins.original, self._args_in_effect(state), sources_digest)
-            if await self._cached(state, key):
+            if await self._cached(state, key, step.created_by()):
                 return
             layer = await asyncio.to_thread(step.make_layer)
             await self._commit(state, key, step.created_by(), layer)

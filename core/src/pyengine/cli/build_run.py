@@ -80,7 +80,11 @@ def run_build(client: Client, params: dict[str, Any]) -> int:
     if not os.path.isdir(root):
         raise CommandError(f'unable to prepare context: path "{path}" not found', 1)
     name, extra = dockerfile_entry(root, params["dockerfile"])
-    query: dict[str, Any] = {"dockerfile": name, "t": list(params["tags"]), "rm": "1" if params["rm"] else "0"}
+    query: dict[str, Any] = {
+        "dockerfile": name,
+        "t": list(params["tags"]),
+        "rm": "1" if params["rm"] else "0",
+    }
     if args:
         query["buildargs"] = json.dumps(args)
     if label_map:
