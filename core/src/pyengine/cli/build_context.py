@@ -160,14 +160,15 @@ class DigestCache:
         self.fresh: dict[str, list] = {}
         try:
             with open(self.path, "rb") as handle:
-                self.known = json.loads(handle.read()).get("files", {})
+                known = json.loads(handle.read()).get("files", {})
         except (OSError, ValueError, AttributeError):
-            self.known = {}
+            known = {}
+        self.known = known if isinstance(known, dict) else {}
 
     def digest(self, rel: str, path: str, st: os.stat_result) -> str:
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode]
         known = self.known.get(rel)
-        if known is not None and known[:-1] == key:
+        if isinstance(known, list) and known[:-1] == key:
             self.fresh[rel] = known
             return known[-1]
         try:
