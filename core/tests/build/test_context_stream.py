@@ -3,7 +3,6 @@ digest cache (pyengine.cli.build_context), and the click-free build flag parser.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -11,6 +10,7 @@ import time
 
 import pytest
 from pyengine.build import context as ctx
+from pyengine.build.digests import ALGORITHM, content_hasher
 from pyengine.build.tarcontext import BuildContext, ContextNeeded
 from pyengine.build.tarstream import Member, StreamIndexer, normalized_name
 from pyengine.cli import build_context as cli_context
@@ -51,7 +51,9 @@ def _tarfile_index(raw: bytes) -> dict[str, tuple]:
                 continue
             digest = None
             if info.isreg():
-                digest = hashlib.sha256(tar.extractfile(info).read()).digest()
+                hasher = content_hasher()
+                hasher.update(tar.extractfile(info).read())
+                digest = hasher.digest()
             found[name] = (info.type, info.mode, info.size, info.linkname, info.offset_data, digest)
     return found
 
@@ -156,6 +158,12 @@ def test_context_by_digest_gives_the_same_keys_as_the_files(tmp_path, monkeypatc
         digests.root  # noqa: B018 - ...which a context by digest does not have
 
 
+def _digest(data: bytes) -> str:
+    hasher = content_hasher()
+    hasher.update(data)
+    return f"{ALGORITHM}:{hasher.hexdigest()}"
+
+
 def test_digest_cache_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(cli_context, "RACY_SECONDS", -1.0)  # cache even files written just now
@@ -165,12 +173,12 @@ def test_digest_cache_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path, monkeyp
     path.write_text("one")
     first = os.lstat(path)
     cache = cli_context.DigestCache(str(root))
-    assert cache.digest("f", str(path), first) == hashlib.sha256(b"one").hexdigest()
+    assert cache.digest("f", str(path), first) == _digest(b"one")
     cache.save()
-    assert cli_context.DigestCache(str(root)).known["f"][-1] == hashlib.sha256(b"one").hexdigest()
+    assert cli_context.DigestCache(str(root)).known["f"][-1] == _digest(b"one")
     # the same stat: answered from the cache, the file is not read
     cached = cli_context.DigestCache(str(root))
-    assert cached.digest("f", "/nonexistent", first) == hashlib.sha256(b"one").hexdigest()
+    assert cached.digest("f", "/nonexistent", first) == _digest(b"one")
     # same size, mtime put back: only ctime tells (and nobody can set it back)
     while os.lstat(path).st_ctime_ns == first.st_ctime_ns:
         time.sleep(0.005)
@@ -179,7 +187,7 @@ def test_digest_cache_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path, monkeyp
     second = os.lstat(path)
     assert (second.st_size, second.st_mtime_ns) == (first.st_size, first.st_mtime_ns)
     again = cli_context.DigestCache(str(root))
-    assert again.digest("f", str(path), second) == hashlib.sha256(b"two").hexdigest()
+    assert again.digest("f", str(path), second) == _digest(b"two")
 
 
 def test_digest_cache_skips_files_changed_within_the_racy_window(tmp_path, monkeypatch):
@@ -201,3 +209,29 @@ def test_fast_build_flags():
     assert parse_build_args([".", "--target", "final", "-f", "x.Dockerfile"])["target"] == "final"
     for left_to_click in (["--help"], ["-x", "."], ["-t"], [".", "other"], ["-"], ["--quiet=1", "."], []):
         assert parse_build_args(left_to_click) is None
+
+
+def test_digests_of_another_algorithm_are_never_taken(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli_context, "RACY_SECONDS", -1.0)
+    root = _context_dir(tmp_path)
+    entries = cli_context.context_entries(str(root), "Dockerfile")
+    cache = cli_context.DigestCache(str(root))
+    for rel, st in entries:
+        if rel == "a.txt":
+            cache.digest(rel, str(root / rel), st)
+    cache.save()
+    # a cached digest from another algorithm (the blake3 package removed or added since) is redone
+    forged = cli_context.DigestCache(str(root))
+    forged.known["a.txt"][-1] = "md5:" + "0" * 32
+    forged.fresh = {}
+    stat_a = dict(entries)["a.txt"]
+    assert forged.digest("a.txt", str(root / "a.txt"), stat_a) == _digest(b"a")
+    # and a daemon that hashes otherwise asks for the files rather than guess
+    body = cli_context.digest_tar(str(root), entries, "Dockerfile", None)
+    record = b"PYENGINE.digest=" + ALGORITHM.encode()
+    body = body.replace(record, b"PYENGINE.digest=" + b"z" * len(ALGORITHM))  # same length: valid PAX
+    context = _build_context(tmp_path, body, "other")
+    assert context.by_digest and context.members["a.txt"].digest is None
+    with pytest.raises(ContextNeeded):
+        context.checksum(["a.txt"])

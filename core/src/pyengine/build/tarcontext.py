@@ -11,13 +11,13 @@ the files raises :class:`ContextNeeded`, and the client sends the context again 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
 from pathlib import Path
 
 from pyengine.build import context as ctx
+from pyengine.build.digests import content_hasher
 from pyengine.build.ignore import ALWAYS_SENT, ignore_matcher
 from pyengine.build.tarstream import Member, normalized_name
 from pyengine.errors import EngineError, InvalidArgument
@@ -93,7 +93,9 @@ class BuildContext:
     def _member_digest(self, member: Member) -> bytes:
         if member.digest is not None:
             return member.digest  # hashed while it arrived, or given by the client
-        hasher = hashlib.sha256()
+        if not member.sent:
+            raise ContextNeeded(f"the digest of {member.name} is not one this daemon uses")
+        hasher = content_hasher()
         left = member.size
         with open(self.tar_path, "rb") as handle:
             handle.seek(member.offset_data)

@@ -1,10 +1,10 @@
 """The build context read as it arrives: each piece of the request body is written to the spool file
 and, on the same pass, the tar headers are parsed and every regular file's content is hashed. When
-the body ends, the index (name -> member with its sha256) is complete, so a fully cached build
+the body ends, the index (name -> member with its content digest) is complete, so a fully cached build
 neither re-reads nor re-hashes the context.
 
 A context our own CLI sends "by digest" (see :data:`DIGEST_RECORD`) carries, for each regular file,
-its sha256 and size in PAX records instead of its content; the index is the same, only without data
+its digest and size in PAX records instead of its content; the index is the same, only without data
 to unpack.
 
 Anything this parser does not follow exactly (GNU sparse files, a compressed context, a malformed
@@ -14,15 +14,16 @@ it afterwards, as before.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import tarfile
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from pyengine.build.digests import ALGORITHM, EMPTY_DIGEST, content_hasher
 
 # PAX records of a digest-only context (sent by pyengine's CLI only): the file's content digest
-# (hex sha256) and its size; the entry itself has no data.
-DIGEST_RECORD = "PYENGINE.sha256"
+# ("<algorithm>:<hex>", see pyengine.build.digests) and its size; the entry itself has no data.
+DIGEST_RECORD = "PYENGINE.digest"
 SIZE_RECORD = "PYENGINE.size"
 
 _BLOCK = tarfile.BLOCKSIZE
@@ -38,7 +39,7 @@ _KINDS = {
 
 class Member:
     """One entry of the context: what the cache key needs (name, type, mode, link target, content
-    digest) and where its data is in the spool file."""
+    digest, see pyengine.build.digests) and where its data is in the spool file."""
 
     __slots__ = ("name", "type", "mode", "size", "linkname", "offset_data", "digest", "sent")
 
@@ -58,7 +59,7 @@ class Member:
         self.size = size
         self.linkname = linkname
         self.offset_data = offset_data
-        self.digest = digest  # sha256 of the content (regular files), None until known
+        self.digest = digest  # digest of the content (regular files), None until known
         self.sent = True  # False: only the digest of the content came, not the content
 
     @classmethod
@@ -94,7 +95,7 @@ class StreamIndexer:
     def __init__(self, spool: BinaryIO) -> None:
         self.spool = spool
         self.members: dict[str, Member] | None = {}  # None once indexing gave up
-        self.by_digest = False  # entries carried PYENGINE.sha256 records instead of data
+        self.by_digest = False  # entries carried digest records instead of data
         self.offset = 0  # bytes of the stream consumed by the parser
         self.written = 0
         self._header = bytearray()  # a header block (or a PAX/GNU data block) being collected
@@ -105,7 +106,7 @@ class StreamIndexer:
         self._long_link: str | None = None
         self._data_left = 0  # content bytes of the current member still to come
         self._pad_left = 0
-        self._hasher: hashlib._Hash | None = None
+        self._hasher: Any = None
         self._current: Member | None = None
         self._ended = False
         self._first = True
@@ -212,7 +213,9 @@ class StreamIndexer:
         if given is not None and info.type in _REGULAR:
             if size:
                 raise ValueError("a digest-only entry with data")
-            member.digest = bytes.fromhex(given)
+            algorithm, _, hexdigest = given.partition(":")
+            # a digest of another algorithm stays unknown: the files are asked for if needed
+            member.digest = bytes.fromhex(hexdigest) if algorithm == ALGORITHM else None
             member.size = int(pax.get(SIZE_RECORD, "0"))
             member.sent = False
             self.by_digest = True
@@ -223,9 +226,9 @@ class StreamIndexer:
             self._data_left = size
             self._pad_left = -size % _BLOCK
             self._current = member
-            self._hasher = hashlib.sha256() if info.type in _REGULAR and key else None
+            self._hasher = content_hasher() if info.type in _REGULAR and key else None
         elif info.type in _REGULAR and given is None:
-            member.digest = _EMPTY_DIGEST
+            member.digest = EMPTY_DIGEST
 
     def _on_extension(self, info: tarfile.TarInfo, block: bytes) -> None:
         self._collecting = None
@@ -256,6 +259,3 @@ def _pax_records(data: bytes) -> dict[str, str]:
 
 def _padded(size: int) -> int:
     return size + (-size % _BLOCK)
-
-
-_EMPTY_DIGEST = hashlib.sha256().digest()

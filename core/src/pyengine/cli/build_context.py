@@ -5,8 +5,8 @@ Two forms:
 - **full**: headers written here (plain ustar, tarfile only for what ustar cannot hold) and each
   file's content handed to the kernel with ``sendfile``, framed as HTTP chunks;
 - **by digest** (pyengine's daemon only, see pyengine.build.tarstream): each regular file's content
-  replaced by PAX records with its sha256 and size. The daemon answers a fully cached build from it
-  without the files ever being sent; otherwise it asks for the full form.
+  replaced by PAX records with its digest (pyengine.build.digests) and size. The daemon answers a
+  fully cached build from it without the files ever being sent; otherwise it asks for the full form.
 
 Digests come from a per-context cache keyed by each file's (size, mtime, ctime, inode, device,
 mode), as git's index does: rewriting a file changes its ctime even when its size and mtime are put
@@ -27,7 +27,7 @@ from pyengine.cli import fastjson as json
 
 # pyengine.build.tarstream's PAX records of a context sent by digest (not imported: tarfile is slow
 # to import, and most builds need no tarfile here)
-DIGEST_RECORD = "PYENGINE.sha256"
+DIGEST_RECORD = "PYENGINE.digest"
 SIZE_RECORD = "PYENGINE.size"
 
 TYPE_CHECKING = False
@@ -150,7 +150,7 @@ def _padding(size: int) -> bytes:
 
 # ---- digests ----------------------------------------------------------------------------------
 class DigestCache:
-    """sha256 of the context's files, remembered across builds by each file's stat (see above)."""
+    """Digests of the context's files, remembered across builds by each file's stat (see above)."""
 
     def __init__(self, root: str) -> None:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -167,13 +167,14 @@ class DigestCache:
 
     def digest(self, rel: str, path: str, st: os.stat_result) -> str:
         key = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode]
+        from pyengine.build.digests import ALGORITHM, file_digest
+
         known = self.known.get(rel)
-        if isinstance(known, list) and known[:-1] == key:
+        if isinstance(known, list) and known[:-1] == key and str(known[-1]).startswith(ALGORITHM + ":"):
             self.fresh[rel] = known
             return known[-1]
         try:
-            with open(path, "rb") as handle:
-                hexdigest = hashlib.file_digest(handle, "sha256").hexdigest()
+            hexdigest = f"{ALGORITHM}:{file_digest(path).hex()}"
         except OSError as exc:
             raise ContextError(f"error checking context: {exc}") from exc
         if time.time_ns() - st.st_ctime_ns > RACY_SECONDS * 1e9:
@@ -195,7 +196,7 @@ class DigestCache:
 
 
 def digest_tar(root: str, entries: list[tuple[str, os.stat_result]], name: str, extra: bytes | None) -> bytes:
-    """The context by digest: every regular file as PAX records (sha256, size) without content,
+    """The context by digest: every regular file as PAX records (digest, size) without content,
     except the Dockerfile and .dockerignore, which the daemon reads."""
     cache = DigestCache(root)
     pieces = []
