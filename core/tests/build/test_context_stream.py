@@ -10,11 +10,13 @@ import time
 
 import pytest
 from pyengine.build import context as ctx
+from pyengine.build import tarstream
 from pyengine.build.digests import ALGORITHM, content_hasher
 from pyengine.build.tarcontext import BuildContext, ContextNeeded
 from pyengine.build.tarstream import Member, StreamIndexer, normalized_name
 from pyengine.cli import build_context as cli_context
 from pyengine.cli.fastbuild import parse_build_args
+from pyengine.errors import InvalidArgument
 
 
 def _tar(fmt: int) -> bytes:
@@ -156,6 +158,14 @@ def test_context_by_digest_gives_the_same_keys_as_the_files(tmp_path, monkeypatc
     assert digests.checksum(["*.txt"]) is None  # globs need the files...
     with pytest.raises(ContextNeeded):
         digests.root  # noqa: B018 - ...which a context by digest does not have
+    # a daemon that knows nothing of digests refuses the entries instead of unpacking empty files
+    with pytest.raises(InvalidArgument, match="unsupported type"):
+        ctx.unpack_context(io.BytesIO(by_digest), tmp_path / "old-daemon")
+    assert (cli_context.DIGEST_TYPE, cli_context.DIGEST_RECORD, cli_context.SIZE_RECORD) == (
+        tarstream.DIGEST_TYPE,
+        tarstream.DIGEST_RECORD,
+        tarstream.SIZE_RECORD,
+    )
 
 
 def _digest(data: bytes) -> str:

@@ -21,8 +21,11 @@ from typing import Any, BinaryIO
 
 from pyengine.build.digests import ALGORITHM, EMPTY_DIGEST, content_hasher
 
-# PAX records of a digest-only context (sent by pyengine's CLI only): the file's content digest
-# ("<algorithm>:<hex>", see pyengine.build.digests) and its size; the entry itself has no data.
+# A regular file of a context sent by digest (pyengine's CLI only) is an entry of this vendor type
+# (POSIX leaves 'A'-'Z' to vendors) without data, with PAX records: its content digest
+# ("<algorithm>:<hex>", see pyengine.build.digests) and its size. A daemon that does not know the
+# type refuses to unpack it rather than take it for an empty file.
+DIGEST_TYPE = b"P"
 DIGEST_RECORD = "PYENGINE.digest"
 SIZE_RECORD = "PYENGINE.size"
 
@@ -209,10 +212,11 @@ class StreamIndexer:
             info.type = tarfile.DIRTYPE
         carries_data = info.type in _REGULAR or info.type not in tarfile.SUPPORTED_TYPES
         member = Member(name, info.type, info.mode, size, linkname, data_offset)
-        given = pax.get(DIGEST_RECORD)
-        if given is not None and info.type in _REGULAR:
-            if size:
-                raise ValueError("a digest-only entry with data")
+        given = pax.get(DIGEST_RECORD) if info.type == DIGEST_TYPE else None
+        if info.type == DIGEST_TYPE:
+            if given is None or size:
+                raise ValueError("a digest-only entry without its digest, or with data")
+            member.type = tarfile.REGTYPE
             algorithm, _, hexdigest = given.partition(":")
             # a digest of another algorithm stays unknown: the files are asked for if needed
             member.digest = bytes.fromhex(hexdigest) if algorithm == ALGORITHM else None

@@ -27,6 +27,7 @@ from pyengine.cli import fastjson as json
 
 # pyengine.build.tarstream's PAX records of a context sent by digest (not imported: tarfile is slow
 # to import, and most builds need no tarfile here)
+DIGEST_TYPE = b"P"
 DIGEST_RECORD = "PYENGINE.digest"
 SIZE_RECORD = "PYENGINE.size"
 
@@ -68,10 +69,16 @@ def _octal(value: int, width: int) -> bytes | None:
 
 
 def header(
-    rel: str, st: os.stat_result | None, size: int, *, linkname: str = "", pax: dict[str, str] | None = None
+    rel: str,
+    st: os.stat_result | None,
+    size: int,
+    *,
+    linkname: str = "",
+    pax: dict[str, str] | None = None,
+    by_digest: bool = False,
 ) -> bytes:
     """The tar header block(s) of one entry (``st`` None: a plain file with mode 0644), with PAX
-    records ``pax`` before it when given."""
+    records ``pax`` before it when given; ``by_digest``: a regular file sent by its digest."""
     mode = stat.S_IMODE(st.st_mode) if st is not None else 0o644
     kind = stat.S_IFMT(st.st_mode) if st is not None else stat.S_IFREG
     uid, gid, mtime = (st.st_uid, st.st_gid, int(st.st_mtime)) if st is not None else (0, 0, 0)
@@ -82,7 +89,7 @@ def header(
     elif kind == stat.S_IFIFO:
         typeflag = b"6"
     else:
-        typeflag = b"0"
+        typeflag = DIGEST_TYPE if by_digest else b"0"
     block = _ustar(rel, mode, uid, gid, size, mtime, typeflag, linkname)
     if block is None:
         return _tarfile_header(rel, mode, uid, gid, size, mtime, typeflag, linkname, pax)
@@ -207,7 +214,7 @@ def digest_tar(root: str, entries: list[tuple[str, os.stat_result]], name: str, 
                 pieces.append(_whole_file(rel, path, st))
                 continue
             records = {DIGEST_RECORD: cache.digest(rel, path, st), SIZE_RECORD: str(st.st_size)}
-            pieces.append(header(rel, st, 0, pax=records))
+            pieces.append(header(rel, st, 0, pax=records, by_digest=True))
         else:
             pieces.append(_special(rel, path, st))
     if extra is not None:
