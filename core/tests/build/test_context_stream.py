@@ -62,9 +62,11 @@ def _tarfile_index(raw: bytes) -> dict[str, tuple]:
 
 def _indexed(raw: bytes, piece: int) -> tuple[dict[str, Member] | None, bytes]:
     spool = io.BytesIO()
-    indexer = StreamIndexer(spool)
+    indexer = StreamIndexer()
     for start in range(0, len(raw), piece):
+        spool.write(raw[start : start + piece])
         indexer.feed(raw[start : start + piece])
+    assert indexer.written == len(raw)
     return indexer.finish(), spool.getvalue()
 
 
@@ -115,9 +117,9 @@ def _context_dir(tmp_path):
 
 def _build_context(tmp_path, raw: bytes, name: str) -> BuildContext:
     tar_path = tmp_path / f"{name}.tar"
-    with open(tar_path, "wb") as spool:
-        indexer = StreamIndexer(spool)
-        indexer.feed(raw)
+    tar_path.write_bytes(raw)
+    indexer = StreamIndexer()
+    indexer.feed(raw)
     return BuildContext(
         tar_path, tmp_path / f"{name}-dir", "Dockerfile", indexer.finish(), by_digest=indexer.by_digest
     )

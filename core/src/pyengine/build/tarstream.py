@@ -1,5 +1,5 @@
-"""The build context read as it arrives: each piece of the request body is written to the spool file
-and, on the same pass, the tar headers are parsed and every regular file's content is hashed. When
+"""The build context read as it arrives: as each piece of the request body goes to the spool file,
+the tar headers are parsed and every regular file's content is hashed. When
 the body ends, the index (name -> member with its content digest) is complete, so a fully cached build
 neither re-reads nor re-hashes the context.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from typing import Any, BinaryIO
+from typing import Any
 
 from pyengine.build.digests import ALGORITHM, EMPTY_DIGEST, content_hasher
 
@@ -93,10 +93,9 @@ def normalized_name(name: str) -> str:
 
 
 class StreamIndexer:
-    """Writes pieces of a context tar to ``spool`` and indexes them on the way."""
+    """Indexes the pieces of a context tar in order (the caller writes them to the spool file)."""
 
-    def __init__(self, spool: BinaryIO) -> None:
-        self.spool = spool
+    def __init__(self) -> None:
         self.members: dict[str, Member] | None = {}  # None once indexing gave up
         self.by_digest = False  # entries carried digest records instead of data
         self.offset = 0  # bytes of the stream consumed by the parser
@@ -116,7 +115,6 @@ class StreamIndexer:
 
     # ---- input --------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        self.spool.write(data)
         self.written += len(data)
         if self.members is None or self._ended:
             return
