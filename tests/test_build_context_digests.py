@@ -111,3 +111,43 @@ def test_cli_rebuilds_a_file_rewritten_with_the_same_size_and_mtime(cli, busybox
     assert ["Using cache" in s for s in steps] == [False, False, False]
     assert rebuilt.stdout.count("Step 1/3") == 1  # the first, by-digest attempt showed nothing
     assert runner("run", "--rm", "bt-utime:1", "cat", "/copy").stdout == "two\n"
+
+
+def test_what_counts_as_reading_the_context_after_the_first_miss(cli, busybox, daemon, tmp_path, monkeypatch):
+    root = tmp_path / "ctx"
+    root.mkdir()
+    (root / "a.txt").write_text("a\n")
+    stages = "FROM busybox AS base\nRUN echo {n} > /n\nFROM busybox\nCOPY --from=base /n /n\n"
+    # the first miss (RUN) is followed only by COPY --from: built from the digests alone
+    (root / "Dockerfile").write_text(stages.format(n=1))
+    status, items = post_build(daemon, digest_body(root, monkeypatch), DIGESTS)
+    streamed = "".join(i.get("stream", "") for i in items)
+    assert status == 200 and "Running in" in streamed and any("aux" in i for i in items), items
+    # a COPY from the context in a later stage: the files are asked for before anything runs
+    (root / "Dockerfile").write_text(stages.format(n=2) + "COPY a.txt /a.txt\n")
+    status, items = post_build(daemon, digest_body(root, monkeypatch), DIGESTS)
+    assert (status, items) == (200, [{"aux": {"PyengineContext": "needed"}}])
+    # a later stage on an image with build triggers (which may copy from the context): the same
+    assert (
+        cli(
+            "build",
+            "-q",
+            "-t",
+            "bt-digest:onbuild",
+            "-f",
+            "-",
+            str(root),
+            input="FROM busybox\nONBUILD RUN true\n",
+        ).returncode
+        == 0
+    )
+    (root / "Dockerfile").write_text(stages.format(n=3) + "FROM bt-digest:onbuild\n")
+    status, items = post_build(daemon, digest_body(root, monkeypatch), DIGESTS)
+    assert (status, items) == (200, [{"aux": {"PyengineContext": "needed"}}])
+    # and through the CLI, which then sends the files: one build shown, the right content
+    (root / "Dockerfile").write_text(stages.format(n=4) + "COPY a.txt /a.txt\n")
+    result = cli("build", "-t", "bt-digest:stages", str(root))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Step 1/5") == 1
+    assert cli("run", "--rm", "bt-digest:stages", "cat", "/n", "/a.txt").stdout == "4\na\n"
+    assert cli("rmi", "bt-digest:stages", "bt-digest:onbuild", "bt-digest:1").returncode == 0
