@@ -247,3 +247,29 @@ def test_digests_of_another_algorithm_are_never_taken(tmp_path, monkeypatch):
     assert context.by_digest and context.members["a.txt"].digest is None
     with pytest.raises(ContextNeeded):
         context.checksum(["a.txt"])
+
+
+def test_copy_sources_are_unpacked_alone_when_the_index_names_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = _context_dir(tmp_path)
+    full = io.BytesIO()
+    from pyengine.cli.build_run import write_context
+
+    write_context(str(root), "Dockerfile", None, full)
+    context = _build_context(tmp_path, full.getvalue(), "partial")
+    unpacked = context.root_for(["src/sub"])
+    found = sorted(str(p.relative_to(unpacked)) for p in unpacked.rglob("*"))
+    assert found == ["src", "src/sub", "src/sub/b"]
+    assert (unpacked / "src" / "sub" / "b").read_bytes() == (root / "src" / "sub" / "b").read_bytes()
+    assert context.checksum(["src/sub"]) == ctx.checksum_sources(
+        ctx.resolve_sources(unpacked, ["src/sub"]), unpacked
+    )
+    context.root_for(["a.txt", "src/run.sh"])  # more of it, one COPY at a time
+    assert (unpacked / "a.txt").read_text() == "a" and os.stat(
+        unpacked / "src" / "run.sh"
+    ).st_mode & 0o777 == 0o750
+    assert not (unpacked / "Dockerfile").exists()
+    # a glob: only the files can tell, so all of it (what .dockerignore keeps)
+    assert context.root_for(["*.txt"]) == unpacked
+    assert (unpacked / "Dockerfile").exists() and os.readlink(unpacked / "src" / "link") == "run.sh"
+    assert not (unpacked / "skip.log").exists()

@@ -154,7 +154,7 @@ class CopyStep:
     # ---- the layer ----------------------------------------------------------------------------
     def make_layer(self) -> Any:
         if self.pending:
-            self._add_local(self.builder.context.root, self.pending, False)
+            self._add_local(self.builder.context.root_for(self.pending), self.pending, False)
             self.pending = []
         state = self.state
         top = layer_key(chain_ids(state.config.rootfs.diff_ids)[-1]) if state.config.rootfs.diff_ids else None

@@ -46,6 +46,7 @@ class BuildContext:
         self.members: dict[str, Member] | None = None  # None: use the unpacked files
         self.by_digest = by_digest
         self._unpacked = False
+        self._extracted: set[str] = set()  # entries unpacked one COPY at a time (root_for)
         if members is not None:
             self._filter(members)
             return
@@ -115,11 +116,59 @@ class BuildContext:
         if self.by_digest:
             raise ContextNeeded("the build needs the files of the context")
         if not self._unpacked:
+            if self._extracted:
+                ctx.remove_tree(self.directory)  # a part of it: start again with the whole
             with open(self.tar_path, "rb") as stream:
                 ctx.unpack_context(stream, self.directory, self.dockerfile)
             self._unpacked = True
             self.members = None
         return self.directory
+
+    def root_for(self, patterns: list[str]) -> Path:
+        """The context directory holding at least what these COPY sources name. When the index says
+        exactly which entries those are, only they are unpacked: one changed small file must not
+        cost unpacking the whole context. Otherwise the whole context (:attr:`root`)."""
+        names = None if self._unpacked or self.by_digest else self._names_for(patterns)
+        if names is None:
+            return self.root
+        wanted = names - self._extracted
+        if wanted:
+            self._extract(wanted)
+        return self.directory
+
+    def _names_for(self, patterns: list[str]) -> set[str] | None:
+        if self.checksum(patterns) is None:
+            return None  # the index cannot tell exactly (globs, symlinks on the way...)
+        members = self.members or {}
+        names: set[str] = set()
+        for pattern in patterns:
+            clean = os.path.normpath(pattern)
+            if clean == ".":
+                return None  # all of it
+            parts = clean.split("/")
+            names.update(p for p in ("/".join(parts[:d]) for d in range(1, len(parts))) if p in members)
+            names.add(clean)
+            if members[clean].isdir():
+                names.update(n for n in members if n.startswith(clean + "/"))
+        return names
+
+    def _extract(self, names: set[str]) -> None:
+        from pyengine.storage.unpack import _LayerUnpacker
+
+        members = self.members or {}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        unpacker = _LayerUnpacker(self.directory, "delete")
+        try:
+            with tarfile.open(self.tar_path, "r:") as tar:
+                for info in tar:
+                    name = normalized_name(info.name)
+                    # the entry the index holds (a later one of the same name wins, as on unpacking)
+                    if name in names and members[name].offset_data == info.offset_data:
+                        unpacker.apply(tar, info)
+            unpacker.finish()
+        finally:
+            unpacker.close()
+        self._extracted |= names
 
     def read_dockerfile(self) -> str:
         member = self.members.get(self.dockerfile) if self.members is not None else None
