@@ -37,6 +37,7 @@ _swept: set[Path] = set()  # build directories cleaned by this daemon process
 DIGESTS_HEADER = "X-Pyengine-Context"
 CONTEXT_NEEDED = {"aux": {"PyengineContext": "needed"}}
 _WRITE_BATCH = 4 << 20
+_READ_SIZE = 1 << 20
 
 
 def _json_query(request: web.Request, name: str, default: Any) -> Any:
@@ -163,6 +164,11 @@ async def _receive_context(request: web.Request, tar_path: Path) -> tuple[dict |
     hide. Writing goes to a thread in batches: a write can wait for the disk.
     """
     content = request.content
+    transport = request.transport
+    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
+        # asyncio's socket transport reads 256 KiB at a time; with 1 MiB reads a 20 MiB context
+        # arrived about 10 ms sooner here (later requests on the connection keep it: harmless)
+        transport.max_size = max(transport.max_size, _READ_SIZE)  # type: ignore[attr-defined]
     stream = StreamIndexer()
     pending: list[bytes] = []
     pending_size = 0
