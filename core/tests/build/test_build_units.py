@@ -194,20 +194,40 @@ def test_tar_context_digests_equal_the_unpacked_files(tmp_path):
     assert len(set(from_files)) == len(from_files)
 
 
-def test_cli_context_stream_is_a_complete_tar(tmp_path):
-    from pyengine.cli.build import _ContextStream
+def test_cli_full_context_is_a_complete_tar(tmp_path):
+    import socket
+
+    from pyengine.cli.build_context import FullContext, context_entries
 
     (tmp_path / "Dockerfile").write_text("FROM x\n")
     (tmp_path / "empty").write_bytes(b"")
     (tmp_path / "block").write_bytes(b"x" * 512)
+    (tmp_path / "odd").write_bytes(b"y" * 1001)
     (tmp_path / "dir").mkdir()
     os.symlink("block", tmp_path / "dir" / "link")
-    stream = _ContextStream(str(tmp_path), "Dockerfile", None)
+    long_name = "n" * 120
+    (tmp_path / long_name).write_text("long")
+    context = FullContext(str(tmp_path), context_entries(str(tmp_path), "Dockerfile"), "Dockerfile", None)
+    sender, receiver = socket.socketpair()
+    with sender, receiver:
+        context.send_to(sender)
+        sender.sendall(b"0\r\n\r\n")
+        sender.shutdown(socket.SHUT_WR)
+        raw = b""
+        while chunk := receiver.recv(1 << 16):
+            raw += chunk
     data = b""
-    while chunk := stream.read(1 << 20):
-        data += chunk
+    while True:  # undo the HTTP chunked framing
+        size_line, raw = raw.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if not size:
+            break
+        data, raw = data + raw[:size], raw[size + 2 :]
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = {m.name: m for m in tar.getmembers()}
         assert tar.extractfile("block").read() == b"x" * 512
-    assert set(members) == {"Dockerfile", "empty", "block", "dir", "dir/link"}
+        assert tar.extractfile("odd").read() == b"y" * 1001
+        assert tar.extractfile(long_name).read() == b"long"
+    assert set(members) == {"Dockerfile", "empty", "block", "odd", "dir", "dir/link", long_name}
     assert members["dir/link"].linkname == "block" and members["empty"].size == 0
+    assert members["dir"].isdir() and members["odd"].mode == (tmp_path / "odd").stat().st_mode & 0o7777

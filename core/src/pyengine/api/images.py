@@ -14,6 +14,7 @@ from pyengine.api.common import engine, json_response, off_loop, query_bool
 from pyengine.containers.views import parse_filters
 from pyengine.errors import InvalidArgument
 from pyengine.images import reference
+from pyengine.images.lineage import remove_image
 
 
 def _name(request: web.Request) -> str:
@@ -86,7 +87,12 @@ async def remove(request: web.Request) -> web.Response:
     eng = engine(request)
     users = eng.containers.images_in_use()
     report = await off_loop(
-        eng.images.remove, _name(request), force=query_bool(request, "force"), users=users
+        remove_image,
+        eng.images,
+        _name(request),
+        force=query_bool(request, "force"),
+        users=users,
+        prune=not query_bool(request, "noprune"),
     )
     return json_response(report)
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from pyengine.build.digests import file_digest
 from pyengine.build.ignore import ALWAYS_SENT, ignore_matcher, read_dockerignore, walk_included  # noqa: F401
 from pyengine.errors import InvalidArgument, NotFound
 from pyengine.runtime.inroot import openat2_in_root
@@ -170,7 +171,7 @@ def checksum_sources(sources: list[Path], root: Path | None = None) -> str:
             if stat.S_ISLNK(st.st_mode):
                 payload = os.readlink(path).encode(errors="surrogateescape")
             elif stat.S_ISREG(st.st_mode):
-                payload = _file_digest(path)
+                payload = file_digest(path)
             else:
                 payload = b""
             mode = None if (is_root and rel == ".") else stat.S_IMODE(st.st_mode)
@@ -188,16 +189,13 @@ def _walk_all(path: Path) -> Iterator[str]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """The sha256 hex digest of a file's content."""
-    return _file_digest(str(path)).hex()
-
-
-def _file_digest(path: str) -> bytes:
+    """The sha256 hex digest of a file's content (``ADD --checksum``; cache keys use
+    :func:`pyengine.build.digests.file_digest`)."""
     h = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 20):
             h.update(chunk)
-    return h.digest()
+    return h.hexdigest()
 
 
 def remove_tree(path: Path) -> None:

@@ -18,10 +18,12 @@ from typing import Any
 
 from pyengine.build import dockerfile as df
 from pyengine.build.cache import BuildCache, step_key
+from pyengine.build.cache_from import CacheSources
+from pyengine.build.caching import CachedSteps
 from pyengine.build.dockerfile import Instruction
 from pyengine.build.metadata import DEFAULT_SHELL, MetadataInstructions
 from pyengine.build.steps import CopyStep, StepFailed
-from pyengine.build.tarcontext import BuildContext
+from pyengine.build.tarcontext import BuildContext, ContextNeeded
 from pyengine.errors import EngineError, InvalidArgument, NotFound
 from pyengine.images import reference
 from pyengine.images.store import Image
@@ -82,7 +84,7 @@ class BuildCancelled(EngineError):
     """The client of a build went away."""
 
 
-class Builder(MetadataInstructions):
+class Builder(CachedSteps, MetadataInstructions):
     def __init__(
         self,
         engine: Any,
@@ -105,25 +107,43 @@ class Builder(MetadataInstructions):
         self.total = 0
         self.used_args: set[str] = set()
         self.allowed_cache: set[str] | None = None
-
-    async def say(self, text: str) -> None:
-        await self.emit({"stream": text})
+        self.cache_sources = CacheSources([])
+        # A context sent by digest: the output is held until the first step that is not cached;
+        # there the build either goes on (nothing after it reads the context) or stops with
+        # ContextNeeded, and the client sends the context in full and sees one build only.
+        self.held: list[str] | None = [] if context.by_digest else None
+        self.plan: list[df.Stage] = []
+        self.position = (0, 0)  # (stage, instruction) being run, to know what is left
+        self.in_trigger = False
 
     # ---- the build ----------------------------------------------------------------------------
     async def run(self, text: str) -> str:
-        """Build; return the final image ID. Raises an EngineError (StepFailed for a failing RUN)."""
+        """Build; return the final image ID. Raises an EngineError (StepFailed for a failing RUN),
+        ContextNeeded when a context sent by digest does not do."""
+        try:
+            return await self._run(text)
+        except ContextNeeded:
+            raise
+        except EngineError:
+            await self._release()  # what led to the error goes before it
+            raise
+
+    async def _run(self, text: str) -> str:
         parsed = df.parse(text)
         stages = parsed.select(self.options.target)
         self.escape = parsed.escape
         self.total = sum(1 + len(s.instructions) for s in stages)
         if self.options.cache_from:
             self.allowed_cache = set()
+            sources = []
             for name in self.options.cache_from:
                 try:
                     image = await asyncio.to_thread(self.engine.images.resolve, name)
-                except NotFound:
+                except (NotFound, InvalidArgument):
                     continue
+                sources.append(image)
                 self.allowed_cache |= await asyncio.to_thread(self.cache.ancestry, image.id)
+            self.cache_sources = CacheSources(sources)
         meta_env: dict[str, str] = {}
         for instruction in parsed.meta_args:
             for name, default in df.arg_definition(instruction, meta_env, self.escape):
@@ -131,18 +151,23 @@ class Builder(MetadataInstructions):
                 if value is not None:
                     meta_env[name] = value
         self.meta_env = meta_env
-        for stage in stages:
+        self.plan = stages
+        for stage_number, stage in enumerate(stages):
+            self.position = (stage_number, 0)
             state = await self._from(stage)
             self.stages.append(state)
             if stage.name:
                 self.stage_names[stage.name] = stage.index
-            for instruction in stage.instructions:
+            for number, instruction in enumerate(stage.instructions):
+                self.position = (stage_number, number)
                 await self._step(state, instruction)
         final = self.stages[-1]
+        self.position = (len(self.plan), 0)
         if self.options.labels:
             final = await self._add_labels(final)
         if not final.image_id:
             raise InvalidArgument("No image was generated. Is your Dockerfile empty?")
+        await self._release()
         unused = sorted(set(self.options.build_args) - self.used_args - BUILTIN_ARGS)
         if unused:
             await self.say(f"[Warning] One or more build-args {unused} were not consumed\n")
@@ -184,8 +209,12 @@ class Builder(MetadataInstructions):
         if triggers:
             await self.say(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
             state.config.config.OnBuild = None
-            for text in triggers:
-                await self._execute(state, df.parse_trigger(text, stage.line))
+            self.in_trigger = True
+            try:
+                for text in triggers:
+                    await self._execute(state, df.parse_trigger(text, stage.line))
+            finally:
+                self.in_trigger = False
         return state
 
     def _state_of(self, image: Image) -> StageState:
@@ -216,22 +245,6 @@ class Builder(MetadataInstructions):
         from datetime import datetime
 
         return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    async def _cached(self, state: StageState, key: str) -> bool:
-        if self.options.no_cache:
-            return False
-        hit = await asyncio.to_thread(self.cache.lookup, state.image_id, key)
-        if hit is None or (self.allowed_cache is not None and hit not in self.allowed_cache):
-            return False
-        try:
-            image = await asyncio.to_thread(self.engine.images.resolve, hit)
-        except NotFound:
-            return False
-        fresh = self._state_of(image)
-        state.image_id, state.config, state.layers = fresh.image_id, fresh.config, fresh.layers
-        await self.say(" ---> Using cache\n")
-        await self.say(f" ---> {image.id[7:19]}\n")
-        return True
 
     async def _commit(self, state: StageState, key: str, created_by: str, layer: Any = None) -> None:
         """Record the step's image (``layer`` a StoredLayer or None for an empty layer) and cache it."""
@@ -266,10 +279,11 @@ class Builder(MetadataInstructions):
         self, state: StageState, ins: Instruction, change: Callable[[Any], None], shown: str
     ) -> None:
         key = step_key(ins.original, self._args_in_effect(state))
-        if await self._cached(state, key):
+        created_by = f"/bin/sh -c #(nop)  {shown}"
+        if await self._cached(state, key, created_by, change):
             return
         change(state.config.config)
-        await self._commit(state, key, f"/bin/sh -c #(nop)  {shown}")
+        await self._commit(state, key, created_by)
 
     async def _add_labels(self, state: StageState) -> StageState:
         labels = self.options.labels
@@ -301,7 +315,11 @@ class Builder(MetadataInstructions):
             argv = [*(state.config.config.Shell or DEFAULT_SHELL), command]
         args = self._args_in_effect(state)
         key = step_key(ins.original + "\0" + "\0".join(h.content for h in ins.heredocs), args)
-        if await self._cached(state, key):
+        shown_by = (
+            f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else ""
+        )
+        created_by = shown_by + (" ".join(argv) if not ins.json else json.dumps(argv))
+        if await self._cached(state, key, created_by):
             return
         if not state.image_id:
             raise InvalidArgument(
@@ -330,16 +348,11 @@ class Builder(MetadataInstructions):
                     f"The command '{shown}' returned a non-zero code: {code} (step {self.step}/{self.total})",
                     code,
                 )
-            shown_by = (
-                f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " " if args else ""
-            )
             layer = await asyncio.to_thread(self._store_diff, state, container.Id)
         finally:
             await services.remove(container, force=True)
             await self.say(f"Removing intermediate container {container.Id[:12]}\n")
-        await self._commit(
-            state, key, shown_by + (" ".join(argv) if not ins.json else json.dumps(argv)), layer
-        )
+        await self._commit(state, key, created_by, layer)
 
     async def _run_container(self, container: Any) -> int:
         from pyengine.containers.logs import LogReader
@@ -389,7 +402,7 @@ class Builder(MetadataInstructions):
         sources_digest = await asyncio.to_thread(step.prepare)
         try:
             key = step_key(ins.original, self._args_in_effect(state), sources_digest)
-            if await self._cached(state, key):
+            if await self._cached(state, key, step.created_by()):
                 return
             layer = await asyncio.to_thread(step.make_layer)
             await self._commit(state, key, step.created_by(), layer)

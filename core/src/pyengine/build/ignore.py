@@ -4,21 +4,25 @@ it on every ``pyengine build`` (the pattern matcher is imported only when there 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 from pyengine.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing and pathlib cost milliseconds of every `pyengine build`
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+    from typing import Any
 
 ALWAYS_SENT = ("Dockerfile", ".dockerignore")
 
 
-def read_dockerignore(root: Path) -> Any:
+def read_dockerignore(root: Path | str) -> Any:
     """The PatternMatcher of ``root/.dockerignore``, or None when there is none."""
-    path = root / ".dockerignore"
-    if not path.is_file():
+    path = os.path.join(root, ".dockerignore")
+    if not os.path.isfile(path):
         return None
-    return ignore_matcher(path.read_text(errors="replace").splitlines())
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return ignore_matcher(handle.read().splitlines())
 
 
 def ignore_matcher(lines: list[str]) -> Any:
@@ -30,7 +34,7 @@ def ignore_matcher(lines: list[str]) -> Any:
         raise InvalidArgument(f"error checking context: {exc}") from None
 
 
-def walk_included(root: Path, matcher: Any, keep: tuple[str, ...] = ()) -> Iterator[str]:
+def walk_included(root: Path | str, matcher: Any, keep: tuple[str, ...] = ()) -> Iterator[str]:
     """Relative paths under ``root`` that ``.dockerignore`` keeps, parents before children, sorted.
 
     ``keep`` names files sent whatever the patterns say (the Dockerfile, .dockerignore).

@@ -46,6 +46,7 @@ class CopyStep:
         self.sources: list[tuple[Path, str]] = []  # (path, how: file|dir|archive|url|heredoc)
         self.heredocs: list[tuple[str, bytes]] = []
         self.pending: list[str] = []  # context sources digested from the tar, found on a cache miss
+        self.sources_hash = ""  # "file:<hex>", "dir:<hex>" or "multi:<hex>", as Docker's history shows
 
     # ---- finding the sources ------------------------------------------------------------------
     def prepare(self) -> str:
@@ -94,7 +95,22 @@ class CopyStep:
             digest += ":" + ctx.checksum_sources(self._add_local(root, local, True))
         for name, data in self.heredocs:
             digest += ":" + hashlib.sha256(name.encode() + b"\0" + data).hexdigest()
+        count = len(sources)
+        single_dir = count == 1 and self._is_dir_source(local[0] if local else None, root)
+        kind = "multi" if count > 1 else "dir" if single_dir else "file"
+        self.sources_hash = f"{kind}:{hashlib.sha256(digest.encode()).hexdigest()}"
         return digest
+
+    def _is_dir_source(self, word: str | None, image_root: Path | None) -> bool:
+        if word is None:
+            return False
+        if any(kind == "dir" for _, kind in self.sources):
+            return True
+        if image_root is not None or any(c in word for c in "*?["):
+            return False
+        members = self.builder.context.members
+        member = members.get(os.path.normpath(word)) if members is not None else None
+        return (member is not None and member.isdir()) or os.path.normpath(word) == "."
 
     def _add_local(self, root: Path, patterns: list[str], image_root: bool) -> list[Path]:
         paths = ctx.resolve_sources(root, patterns, image_root=image_root)
@@ -138,7 +154,7 @@ class CopyStep:
     # ---- the layer ----------------------------------------------------------------------------
     def make_layer(self) -> Any:
         if self.pending:
-            self._add_local(self.builder.context.root, self.pending, False)
+            self._add_local(self.builder.context.root_for(self.pending), self.pending, False)
             self.pending = []
         state = self.state
         top = layer_key(chain_ids(state.config.rootfs.diff_ids)[-1]) if state.config.rootfs.diff_ids else None
@@ -224,7 +240,12 @@ class CopyStep:
         return uid, gid
 
     def created_by(self) -> str:
-        return f"/bin/sh -c #(nop) {self.ins.original}"
+        """Docker's history text for COPY/ADD: the sources' hash stands for them (``--cache-from``
+        matches steps by this text, so it must change whenever the sources do)."""
+        flags = "".join(
+            f"--{name}={self.ins.flags[name]} " for name in ("chown", "chmod") if name in self.ins.flags
+        )
+        return f"/bin/sh -c #(nop) {self.ins.name} {flags}{self.sources_hash} in {self.dest} "
 
     def close(self) -> None:
         for layer in self.mounted:

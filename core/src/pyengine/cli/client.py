@@ -266,7 +266,8 @@ class Connection:
 
     def request_streaming(self, method: str, target: str, body: Any, headers: dict[str, str]) -> Response:
         """Send a request whose body is read from a file object, in chunked encoding (an image
-        tarball on stdin can be large; it is never held in memory whole)."""
+        tarball on stdin can be large; it is never held in memory whole). A body with a
+        ``send_to(sock)`` method writes its chunks itself (the build context, with sendfile)."""
         lines = [f"{method} {target} HTTP/1.1", "Host: api.moby.localhost", f"User-Agent: {USER_AGENT}"]
         lines += [f"{key}: {value}" for key, value in headers.items()]
         lines.append("Transfer-Encoding: chunked")
@@ -275,8 +276,11 @@ class Connection:
         assert self.sock is not None
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         try:
-            while chunk := body.read(1 << 20):
-                self.sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if hasattr(body, "send_to"):
+                body.send_to(self.sock)
+            else:
+                while chunk := body.read(1 << 20):
+                    self.sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.sock.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the daemon answered early (a bad query) and stopped reading: show its answer
@@ -365,7 +369,7 @@ class Client:
     ) -> Response:
         headers = dict(headers or {})
         data: bytes | None
-        if hasattr(body, "read"):
+        if hasattr(body, "read") or hasattr(body, "send_to"):
             return conn.request_streaming(method, self._target(path, query), body, headers)
         if body is None or isinstance(body, bytes):
             data = body

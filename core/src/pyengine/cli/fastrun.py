@@ -148,6 +148,10 @@ def try_fast_run(args: list[str]) -> int | None:
         from pyengine.cli.exec_cmd import try_fast_exec
 
         return try_fast_exec(host, rest[1:])
+    if rest and rest[0] == "build":
+        from pyengine.cli.fastbuild import try_fast_build
+
+        return try_fast_build(host, rest[1:])
     if not rest or rest[0] != "run":
         return None
     params = parse_run_args(rest[1:])
