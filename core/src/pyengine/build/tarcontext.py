@@ -153,11 +153,11 @@ class BuildContext:
         return names
 
     def _extract(self, names: set[str]) -> None:
-        from pyengine.storage.unpack import _LayerUnpacker
+        from pyengine.storage.layer_unpacker import LayerUnpacker
 
         members = self.members or {}
         self.directory.mkdir(parents=True, exist_ok=True)
-        unpacker = _LayerUnpacker(self.directory, "delete")
+        unpacker = LayerUnpacker(self.directory, "delete")
         try:
             with tarfile.open(self.tar_path, "r:") as tar:
                 for info in tar:
