@@ -162,3 +162,18 @@ def no_leaked_mounts(tmp_path: Path):
     yield
     leaked = [point for point in _mount_points() if point.startswith(str(tmp_path))]
     assert leaked == []
+
+
+@pytest.fixture
+def unified() -> str:
+    """The cgroup2 (unified) hierarchy's mount point; skips without root or a cgroup2 mount."""
+    root = None
+    with open("/proc/self/mounts") as file:
+        for line in file:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                root = fields[1]
+                break
+    if os.geteuid() != 0 or root is None:
+        pytest.skip("needs root and a cgroup2 mount")
+    return root

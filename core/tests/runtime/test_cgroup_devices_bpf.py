@@ -27,23 +27,6 @@ DENY_ALL = {"allow": False, "access": "rwm"}
 ALLOW_ALL = {"allow": True, "access": "rwm"}
 
 
-def _unified_root() -> str | None:
-    with open("/proc/self/mounts") as file:
-        for line in file:
-            fields = line.split()
-            if fields[2] == "cgroup2":
-                return fields[1]
-    return None
-
-
-@pytest.fixture
-def unified() -> str:
-    root = _unified_root()
-    if os.geteuid() != 0 or root is None:
-        pytest.skip("needs root and a cgroup2 mount")
-    return root
-
-
 @pytest.fixture
 def cgroup_dir(unified: str):
     """A fresh directory in the unified hierarchy; whatever is left in it is killed, then it goes."""

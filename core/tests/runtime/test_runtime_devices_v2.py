@@ -31,21 +31,10 @@ true
 """
 
 
-def _unified_root() -> str | None:
-    with open("/proc/self/mounts") as file:
-        for line in file:
-            fields = line.split()
-            if fields[2] == "cgroup2":
-                return fields[1]
-    return None
-
-
 @pytest.fixture
-def v2_manager(monkeypatch):
+def v2_manager(monkeypatch, unified):
     """The runtime's cgroup calls go to a v2 manager; the container's cgroup is removed afterwards."""
-    root = _unified_root()
-    if os.geteuid() != 0 or root is None:
-        pytest.skip("needs root and a cgroup2 mount")
+    root = unified
     hierarchy = CgroupV2(root)
     monkeypatch.setattr(cgroups, "host", lambda: hierarchy)
     parent = f"pyengine-test-{uuid.uuid4().hex[:8]}"
