@@ -570,6 +570,8 @@ def test_cp_into_and_out_of_a_stopped_remapped_container(remapped_on):
         assert _owners(b"".join(chunks)) == _PUT_OWNERS
         layer = _layer_root(engine, driver, container.id)
         assert (layer / "tmp/put/user-file").stat().st_uid == 1000
+        exported = _owners(b"".join(container.export()))
+        assert exported["bin/busybox"] == (0, 0) and exported["tmp/put/user-file"] == (1000, 1001)
         # the container starts on its idmapped root (also if the copy's mount is not released yet:
         # both take the same idmapped view); the module fixture checks that no mount is left
         started = engine.cli("start", "-a", name)
