@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,11 +23,16 @@ from test_userns_remap import _RUN, DOCKER, PYENGINE, Remapped, remap_user
 
 
 @contextmanager
-def _remapped_daemon(user: str, busybox_tar, storage_driver: str | None = None) -> Iterator[Remapped]:
+def _remapped_daemon(
+    user: str, busybox_tar, storage_driver: str | None = None, parent_dir: str | None = None
+) -> Iterator[Remapped]:
     """A daemon remapping to a new ``user``, with busybox; no mount of it may outlive it."""
     with remap_user(user) as start:
         with pyengine_daemon(
-            PYENGINE, storage_driver=storage_driver, extra_args=["--userns-remap", user]
+            PYENGINE,
+            storage_driver=storage_driver,
+            extra_args=["--userns-remap", user],
+            parent_dir=parent_dir,
         ) as daemon:
             engine = Remapped(daemon, start)
             imported = engine.cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
@@ -48,18 +55,58 @@ def remapped_vfs(busybox_tar):
         yield engine
 
 
-@pytest.fixture(params=["overlay", "vfs"])
+@contextmanager
+def _loop_btrfs() -> Iterator[str]:
+    """A fresh loop-backed btrfs mounted in a temporary directory (gone afterwards)."""
+    base = tempfile.mkdtemp(prefix="pebtrfs-", dir="/tmp")
+    image, point = os.path.join(base, "img"), os.path.join(base, "mnt")
+    os.mkdir(point)
+    with open(image, "wb") as file:
+        file.truncate(512 << 20)
+    try:
+        subprocess.run(["mkfs.btrfs", "-q", image], check=True, capture_output=True)
+        found = subprocess.run(
+            ["losetup", "--find", "--show", image], check=True, capture_output=True, text=True
+        )
+        device = found.stdout.strip()
+        try:
+            subprocess.run(["mount", "-t", "btrfs", device, point], check=True)
+            try:
+                yield point
+            finally:
+                subprocess.run(["umount", "-l", point], check=False)
+        finally:
+            subprocess.run(["losetup", "-d", device], check=False)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def remapped_btrfs(busybox_tar):
+    if shutil.which("mkfs.btrfs") is None:
+        pytest.skip("mkfs.btrfs (btrfs-progs) is not installed")
+    with _loop_btrfs() as point:
+        with _remapped_daemon(f"pens-remapcpb-{_RUN}", busybox_tar, "btrfs", point) as engine:
+            yield engine
+
+
+@pytest.fixture(params=["overlay", "vfs", "btrfs"])
 def remapped_on(request):
-    """A remapped daemon on each storage driver that idmaps differently: overlay idmaps its layers
-    (a plain mount of a running container's layer is the mapped view), vfs binds the directory."""
-    engine = request.getfixturevalue("remapped" if request.param == "overlay" else "remapped_vfs")
-    return request.param, engine
+    """A remapped daemon on each storage driver: overlay idmaps its layers (a plain mount of a
+    running container's layer is the mapped view), vfs and btrfs bind the layer's directory."""
+    fixture = {"overlay": "remapped", "vfs": "remapped_vfs", "btrfs": "remapped_btrfs"}[request.param]
+    return request.param, request.getfixturevalue(fixture)
 
 
 def _layer_root(engine: Remapped, driver: str, container_id: str) -> Path:
     """Where the driver keeps what the container wrote, with the ids stored on disk."""
     storage = Path(engine.daemon.data_root, "storage", driver)
-    return storage / container_id / "diff" if driver == "overlay" else storage / "dir" / container_id
+    inside = {
+        "overlay": f"{container_id}/diff",
+        "vfs": f"dir/{container_id}",
+        "btrfs": f"subvolumes/{container_id}",
+    }
+    return storage / inside[driver]
 
 
 def _tar_of(*entries: tuple[str, bytes | None, int, int]) -> bytes:
@@ -301,6 +348,12 @@ def test_cp_links_and_unmappable_owners_into_a_running_remapped_container(remapp
             container.put_archive("/tmp", _tar_of(("far", b"x", 70000, 0)))
         assert caught.value.status_code == 400 and "70000" in str(caught.value.explanation)
         assert remapped.cli("exec", name, "ls", "/tmp/far").returncode != 0
+        # replacing a file of the image: overlayfs copies up and whites out as the container's root
+        assert container.put_archive("/etc", _tar_of(("group", b"root:x:0:\n", 0, 0), ("bin", None, 0, 2)))
+        shown = remapped.cli("exec", name, "sh", "-c", "stat -c '%u:%g' /etc/group /etc/bin; cat /etc/group")
+        assert shown.stdout.splitlines() == ["0:0", "0:2", "root:x:0:"], shown.stderr
+        upper = _layer_root(remapped, "overlay", container.id) / "etc" / "group"
+        assert (upper.stat().st_uid, upper.read_text()) == (0, "root:x:0:\n")
     finally:
         client.close()
         remapped.cli("rm", "-f", name)
