@@ -219,7 +219,8 @@ class LayerUnpacker:
     def create_entry(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, name: str, path: str
     ) -> None:
-        self.owner(member)  # an owner that cannot be given is refused before anything is replaced
+        if not member.islnk():  # (a hard link takes its target's owner)
+            self.owner(member)  # an owner that cannot be given is refused before anything is replaced
         try:
             existing = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
