@@ -25,7 +25,10 @@ from pyengine.testing.daemon import pyengine_daemon, wait_for_ping
 
 PYENGINE = [sys.executable, "-m", "pyengine"]
 DOCKER = "/usr/local/bin/docker"
-REMAP_USER = "pens-remap"
+#: users are host-wide and the suite may run twice at once on a host (several checkouts): each
+#: run names its own
+_RUN = os.getpid()
+REMAP_USER = f"pens-remap-{_RUN}"
 SUBID_FILES = (Path("/etc/subuid"), Path("/etc/subgid"))
 
 
@@ -275,9 +278,11 @@ def test_build_steps_run_remapped(remapped, tmp_path):
 
 
 def test_vfs_daemon_remaps_through_an_idmapped_bind(busybox_tar):
-    with remap_user("pens-remapvfs") as start:
+    with remap_user(f"pens-remapvfs-{_RUN}") as start:
         with pyengine_daemon(
-            PYENGINE, storage_driver="vfs", extra_args=["--userns-remap", "pens-remapvfs:pens-remapvfs"]
+            PYENGINE,
+            storage_driver="vfs",
+            extra_args=["--userns-remap", f"pens-remapvfs-{_RUN}:pens-remapvfs-{_RUN}"],
         ) as daemon:
             engine = Remapped(daemon, start)
             assert (
@@ -334,10 +339,10 @@ def _daemon_refuses(*remap_args: str) -> subprocess.CompletedProcess:
 def test_daemon_refuses_a_bad_remap_setting():
     unknown = _daemon_refuses("--userns-remap", "no-such-user-pens")
     assert unknown.returncode != 0 and 'no such user "no-such-user-pens"' in unknown.stderr
-    with remap_user("pens-noranges", with_ranges=False):
-        no_range = _daemon_refuses("--userns-remap", "pens-noranges")
+    with remap_user(f"pens-noranges-{_RUN}", with_ranges=False):
+        no_range = _daemon_refuses("--userns-remap", f"pens-noranges-{_RUN}")
         assert no_range.returncode != 0 and "no subordinate uid range" in no_range.stderr
-        bad_group = _daemon_refuses("--userns-remap", "pens-noranges:no-such-group-pens")
+        bad_group = _daemon_refuses("--userns-remap", f"pens-noranges-{_RUN}:no-such-group-pens")
         assert bad_group.returncode != 0 and "no such group" in bad_group.stderr
 
 
@@ -368,8 +373,8 @@ def test_default_creates_the_pyremap_user(busybox_tar):
 
 def test_remapped_container_outlives_a_daemon_kill(busybox_tar):
     """Live restore: the idmapped root stays for the running container and goes when it ends."""
-    with remap_user("pens-remaplr") as start:
-        with pyengine_daemon(PYENGINE, extra_args=["--userns-remap", "pens-remaplr"]) as daemon:
+    with remap_user(f"pens-remaplr-{_RUN}") as start:
+        with pyengine_daemon(PYENGINE, extra_args=["--userns-remap", f"pens-remaplr-{_RUN}"]) as daemon:
             engine = Remapped(daemon, start)
             assert (
                 engine.cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest").returncode == 0
@@ -380,7 +385,7 @@ def test_remapped_container_outlives_a_daemon_kill(busybox_tar):
             os.kill(daemon.pid, signal.SIGKILL)
             os.waitpid(daemon.pid, 0)  # the harness's child: reap it (its Popen copes with that)
             args = [*PYENGINE, "daemon", "--data-root", daemon.data_root, "--exec-root", daemon.exec_root]
-            args += ["-H", daemon.host, "--userns-remap", "pens-remaplr"]
+            args += ["-H", daemon.host, "--userns-remap", f"pens-remaplr-{_RUN}"]
             with open(daemon.log_path, "ab") as log:
                 again = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True

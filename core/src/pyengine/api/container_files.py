@@ -12,9 +12,11 @@ from aiohttp import web
 
 from pyengine.api.app import add_route
 from pyengine.api.common import engine, json_response, off_loop, query_bool
+from pyengine.containers import userns
 from pyengine.containers.commit import commit_container
 from pyengine.containers.filesystem import ContainerRoot
 from pyengine.errors import InvalidArgument, NotFound
+from pyengine.runtime.idmap import IdMap
 from pyengine.storage.naive_diff import layer_changes
 
 _KINDS = {"C": 0, "A": 1, "D": 2}
@@ -27,6 +29,13 @@ RUNTIME_MOUNT_POINTS = frozenset({"/etc/hostname", "/etc/hosts", "/etc/resolv.co
 
 def _container(request: web.Request):
     return engine(request).containers.get(request.match_info["name"])
+
+
+def _mounted(request: web.Request, container) -> _MountedRoot:
+    """The container's root for this request, through the id map the container runs with."""
+    eng = engine(request)
+    idmap = userns.container_idmap(eng.containers.userns_remap, container.HostConfig)
+    return _MountedRoot(eng.storage, container, idmap)
 
 
 async def commit(request: web.Request) -> web.Response:
@@ -74,17 +83,27 @@ async def changes(request: web.Request) -> web.Response:
 
 
 class _MountedRoot:
-    """The container's root file system mounted (reference counted) and opened for one request."""
+    """The container's root file system mounted (reference counted) and opened for one request.
 
-    def __init__(self, driver, container) -> None:
+    A container in a user namespace is always opened through its idmapped mount (the one it runs
+    on, shared by reference count, or a new one while it is stopped), never through a plain
+    ``mount``: what a plain mount shows depends on the driver and on whether the container runs
+    (overlay has one mount per layer and returns the running container's idmapped view, a
+    directory driver the ids on disk), and no owner in the tree tells the two apart reliably (the
+    container may chown its own root). Taking the idmapped view ourselves makes the ids it shows
+    known for every driver and state: :class:`ContainerRoot` translates them with the map.
+    """
+
+    def __init__(self, driver, container, idmap: IdMap | None) -> None:
         self.driver = driver
         self.container = container
+        self.idmap = idmap
         self.root: ContainerRoot | None = None
 
     def open(self) -> ContainerRoot:
-        rootfs = self.driver.mount(self.container.Id)
+        rootfs = userns.mount_root(self.driver, self.container.Id, self.idmap)
         try:
-            self.root = ContainerRoot(str(rootfs))
+            self.root = ContainerRoot(str(rootfs), self.idmap)
         except BaseException:
             self.driver.unmount(self.container.Id)
             raise
@@ -134,9 +153,8 @@ def _not_found_in(container, exc: NotFound) -> NotFound:
 
 
 async def export(request: web.Request) -> web.StreamResponse:
-    eng = engine(request)
     container = _container(request)
-    mounted = _MountedRoot(eng.storage, container)
+    mounted = _mounted(request, container)
     root = await off_loop(mounted.open)
     try:
         chunks = await off_loop(root.archive, "/.")
@@ -146,10 +164,9 @@ async def export(request: web.Request) -> web.StreamResponse:
 
 
 async def archive_head(request: web.Request) -> web.Response:
-    eng = engine(request)
     container = _container(request)
     path = _path_of(request)
-    mounted = _MountedRoot(eng.storage, container)
+    mounted = _mounted(request, container)
     root = await off_loop(mounted.open)
     try:
         doc = await off_loop(root.stat, path)
@@ -161,10 +178,9 @@ async def archive_head(request: web.Request) -> web.Response:
 
 
 async def archive_get(request: web.Request) -> web.StreamResponse:
-    eng = engine(request)
     container = _container(request)
     path = _path_of(request)
-    mounted = _MountedRoot(eng.storage, container)
+    mounted = _mounted(request, container)
     root = await off_loop(mounted.open)
     try:
         try:
@@ -185,7 +201,7 @@ async def archive_put(request: web.Request) -> web.Response:
     copy_owner = query_bool(request, "copyUIDGID")
     if container.HostConfig.ReadonlyRootfs:
         raise InvalidArgument("container rootfs is marked read-only")
-    mounted = _MountedRoot(eng.storage, container)
+    mounted = _mounted(request, container)
     root = await off_loop(mounted.open)
     try:
         try:

@@ -8,6 +8,13 @@ redirect the copy to another place inside itself. After that first resolution no
 up by path string again: the tar writer walks directory fds with ``O_NOFOLLOW`` and the extractor
 resolves every entry in the root once more (see :mod:`pyengine.storage.unpack`). Nothing from the
 container's files is ever loaded or run; they are only read and written as data.
+
+A container in a user namespace (``--userns-remap``) has its root seen through an idmapped mount:
+a file stored as uid 0 shows as the container root's host uid (100000), and the host's root has
+no id there at all. A :class:`ContainerRoot` given the map works on that view with Docker's
+semantics all the same: tars carry the ids the container sees (uid 0 for its root) both ways,
+and writes run with the container root's host ids as file-system ids (what they create is then
+stored as uid 0) and are chowned to the host ids that stand for the tar's.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import errno
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from pyengine.errors import InvalidArgument, NotFound
+from pyengine.runtime.idmap import IdMap, filesystem_ids
 from pyengine.runtime.inroot import openat2_in_root
 from pyengine.storage.changes import HOST_XATTR_PREFIXES
 from pyengine.storage.unpack import extract_archive
@@ -78,10 +86,15 @@ def _clean(path: str) -> str:
 
 
 class ContainerRoot:
-    """A directory fd of a container's root file system; every lookup stays inside it."""
+    """A directory fd of a container's root file system; every lookup stays inside it.
 
-    def __init__(self, rootfs: str) -> None:
+    ``idmap``: the root is seen through an idmapped mount with this map (owners show as host
+    ids); archives then give container ids, and extraction writes as the container's root.
+    """
+
+    def __init__(self, rootfs: str, idmap: IdMap | None = None) -> None:
         self.rootfs = os.path.realpath(rootfs)
+        self.idmap = idmap
         self.fd = os.open(self.rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -171,7 +184,28 @@ class ContainerRoot:
             raise NotFound(f"Could not find the file {path} in container") from None
         rel = _clean(path)
         top = "." if path.endswith("/.") or rel == "" else rel.rpartition("/")[2]
-        return _archive(parent_fd, name, st, top)
+        return _archive(parent_fd, name, st, top, self._owner_in_container())
+
+    def _owner_in_container(self) -> Callable[[int, int], tuple[int, int]] | None:
+        """How an owner seen here becomes the one the container sees (None: the same)."""
+        idmap = self.idmap
+        if idmap is None:
+            return None
+
+        def shown_inside(uid: int, gid: int) -> tuple[int, int]:
+            # An id outside the map is one the kernel already shows as the overflow id (65534,
+            # nobody), as the container itself sees it: kept as it is.
+            try:
+                uid = idmap.container_uid(uid)
+            except ValueError:
+                pass
+            try:
+                gid = idmap.container_gid(gid)
+            except ValueError:
+                pass
+            return uid, gid
+
+        return shown_inside
 
     def extract(
         self,
@@ -181,23 +215,46 @@ class ContainerRoot:
         no_overwrite_dir_non_dir: bool = False,
         owner: tuple[int, int] | None = None,
     ) -> None:
-        """Unpack a tar into directory ``path`` (``PUT /containers/{id}/archive``)."""
+        """Unpack a tar into directory ``path`` (``PUT /containers/{id}/archive``).
+
+        ``owner`` (container ids, like the tar's) replaces the tar's owners (``cp -a``).
+        """
         dir_fd = self.open_dir(path, shown=path)
         try:
             destination = self._in_root(dir_fd)
         finally:
             os.close(dir_fd)
-        extract_archive(
-            stream,
-            self.fd,
-            destination,
-            no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
-            owner=owner,
-        )
+        idmap = self.idmap
+        if idmap is None:
+            extract_archive(
+                stream, self.fd, destination, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner
+            )
+            return
+
+        def on_the_view(uid: int, gid: int) -> tuple[int, int]:
+            return idmap.host_uid(uid), idmap.host_gid(gid)
+
+        # The host's root has no id through the idmapped mount: what it created could not be
+        # owned by anyone there (EOVERFLOW). As the container's root (capabilities kept) it can.
+        with filesystem_ids(idmap.root_uid, idmap.root_gid):
+            extract_archive(
+                stream,
+                self.fd,
+                destination,
+                no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                owner=owner,
+                owner_to_target=on_the_view,
+            )
 
 
-def _archive(parent_fd: int, name: str, st: os.stat_result, top: str) -> Iterator[bytes]:
-    writer = _FdTarWriter()
+def _archive(
+    parent_fd: int,
+    name: str,
+    st: os.stat_result,
+    top: str,
+    owner_in_tar: Callable[[int, int], tuple[int, int]] | None,
+) -> Iterator[bytes]:
+    writer = _FdTarWriter(owner_in_tar)
     try:
         yield from writer.entry(parent_fd, name, st, top)
         yield b"\0" * (2 * _BLOCK)
@@ -206,10 +263,14 @@ def _archive(parent_fd: int, name: str, st: os.stat_result, top: str) -> Iterato
 
 
 class _FdTarWriter:
-    """Writes a tar of entries found by directory fd and name, never by a path string."""
+    """Writes a tar of entries found by directory fd and name, never by a path string.
 
-    def __init__(self) -> None:
+    ``owner_in_tar`` turns the owner a file shows into the one the tar gives it (None: the same).
+    """
+
+    def __init__(self, owner_in_tar: Callable[[int, int], tuple[int, int]] | None = None) -> None:
         self.first_names: dict[tuple[int, int], str] = {}
+        self.owner_in_tar = owner_in_tar
 
     def entry(self, parent_fd: int, name: str, st: os.stat_result, arcname: str) -> Iterator[bytes]:
         if stat.S_ISSOCK(st.st_mode):
@@ -217,6 +278,8 @@ class _FdTarWriter:
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
+        if self.owner_in_tar is not None:
+            info.uid, info.gid = self.owner_in_tar(st.st_uid, st.st_gid)
         info.uname = info.gname = ""
         info.mtime = st.st_mtime_ns // 1_000_000_000
         if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:

@@ -92,6 +92,13 @@ class IdMap:
     def host_gid(self, gid: int) -> int:
         return _to_host(self.gids, gid, "gid")
 
+    def container_uid(self, host_uid: int) -> int:
+        """The container uid that host uid ``host_uid`` stands for (ValueError if the map has none)."""
+        return _to_container(self.uids, host_uid, "uid")
+
+    def container_gid(self, host_gid: int) -> int:
+        return _to_container(self.gids, host_gid, "gid")
+
     def oci(self) -> dict[str, list[dict[str, int]]]:
         """``{"uidMappings": [...], "gidMappings": [...]}`` for the runtime spec's ``linux``."""
         return {
@@ -125,6 +132,13 @@ def _to_host(ranges: tuple[IdRange, ...], value: int, kind: str) -> int:
         if r.container_id <= value < r.container_id + r.size:
             return r.host_id + value - r.container_id
     raise ValueError(f"container {kind} {value} is not mapped")
+
+
+def _to_container(ranges: tuple[IdRange, ...], value: int, kind: str) -> int:
+    for r in ranges:
+        if r.host_id <= value < r.host_id + r.size:
+            return r.container_id + value - r.host_id
+    raise ValueError(f"host {kind} {value} is not mapped into the container")
 
 
 def write_maps(pid: int, idmap: IdMap) -> None:
@@ -308,7 +322,7 @@ def mount_overlay_idmapped(
             _fsconfig(fs_fd, FSCONFIG_SET_FD, key, None, fds[-1])
         for key, value in options.items():
             _fsconfig(fs_fd, FSCONFIG_SET_STRING, key, value, 0)
-        with _filesystem_ids(idmap.root_uid, idmap.root_gid):
+        with filesystem_ids(idmap.root_uid, idmap.root_gid):
             _fsconfig(fs_fd, FSCONFIG_CMD_CREATE, None, None, 0)
         mount_fd = _check(
             _libc.syscall(
@@ -349,10 +363,14 @@ def _raise_effective_capabilities() -> None:
 
 
 @contextlib.contextmanager
-def _filesystem_ids(uid: int, gid: int) -> Iterator[None]:
+def filesystem_ids(uid: int, gid: int) -> Iterator[None]:
     """Run the block with this *thread's* fsuid/fsgid set (setfsuid is per thread), caps kept.
 
-    Going back to fsuid 0 gives the file-system capabilities back by itself.
+    What the block creates is owned by ``uid``/``gid`` (as mapped by the mount it is created on),
+    and permission checks keep the thread's capabilities. Needed to write through an idmapped
+    mount: host uid 0 is not in the map, so a file it creates could not be given an owner there
+    (EOVERFLOW). Everything in the block must run on the calling thread (a thread started in it
+    inherits the ids). Going back to fsuid 0 gives the file-system capabilities back by itself.
     """
     _libc.syscall(ctypes.c_long(_SYS_SETFSGID), ctypes.c_uint(gid))
     _libc.syscall(ctypes.c_long(_SYS_SETFSUID), ctypes.c_uint(uid))

@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -88,8 +89,11 @@ class LayerUnpacker:
     set last, once nothing more is written into them), then :meth:`close`. ``whiteouts`` is
     ``"delete"``, ``"overlay"`` (see :func:`pyengine.storage.unpack.apply_layer`) or ``"keep"``
     (``.wh.`` names are ordinary files: ``docker cp``); ``prefix`` puts every entry below that
-    directory of the target; ``owner`` (uid, gid) replaces the tar's ownership; ``size`` counts
-    the bytes of file content written.
+    directory of the target; ``owner`` (uid, gid) replaces the tar's ownership; ``owner_to_target``
+    turns an owner as the tar names it (after ``owner``) into the ids to give the file where it is
+    written (a target seen through an idmapped mount shows other ids than the tar's; see
+    :class:`pyengine.containers.filesystem.ContainerRoot`), raising ValueError for an id it
+    cannot express; ``size`` counts the bytes of file content written.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class LayerUnpacker:
         prefix: str = "",
         no_overwrite_dir_non_dir: bool = False,
         owner: tuple[int, int] | None = None,
+        owner_to_target: Callable[[int, int], tuple[int, int]] | None = None,
     ) -> None:
         if isinstance(target, int):
             self.root_fd = os.dup(target)
@@ -110,6 +115,7 @@ class LayerUnpacker:
         self.prefix = prefix.strip("/")
         self.no_overwrite_dir_non_dir = no_overwrite_dir_non_dir
         self.owner_override = owner
+        self.owner_to_target = owner_to_target
         #: paths this tar created, which its own whiteouts must leave alone (OCI image spec)
         self.created: set[str] = set()
         self.dir_times: dict[str, tuple[int, int]] = {}
@@ -213,6 +219,8 @@ class LayerUnpacker:
     def create_entry(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, name: str, path: str
     ) -> None:
+        if not member.islnk():  # (a hard link takes its target's owner)
+            self.owner(member)  # an owner that cannot be given is refused before anything is replaced
         try:
             existing = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
@@ -333,13 +341,21 @@ class LayerUnpacker:
             os.close(target_fd)
 
     def owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        """The ids to chown ``member`` to in the target."""
         if self.owner_override is not None:
-            return self.owner_override
-        if not (0 <= member.uid <= _MAX_ID and 0 <= member.gid <= _MAX_ID):
+            uid, gid = self.owner_override
+        else:
+            uid, gid = member.uid, member.gid
+            if not (0 <= uid <= _MAX_ID and 0 <= gid <= _MAX_ID):
+                raise InvalidArgument(f"layer tar entry {member.name!r} has an invalid owner {uid}:{gid}")
+        if self.owner_to_target is None:
+            return uid, gid
+        try:
+            return self.owner_to_target(uid, gid)
+        except ValueError as exc:
             raise InvalidArgument(
-                f"layer tar entry {member.name!r} has an invalid owner {member.uid}:{member.gid}"
-            )
-        return member.uid, member.gid
+                f"tar entry {member.name!r}: owner {uid}:{gid} cannot be kept: {exc}"
+            ) from exc
 
     def set_metadata(self, target: int | str, member: tarfile.TarInfo, *, set_times: bool = True) -> None:
         """Owner, mode, xattrs and times of a fresh non-symlink entry, given an fd or /proc path."""

@@ -6,6 +6,7 @@ which never writes outside the target.
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,16 +21,23 @@ def extract_archive(
     *,
     no_overwrite_dir_non_dir: bool = False,
     owner: tuple[int, int] | None = None,
+    owner_to_target: Callable[[int, int], tuple[int, int]] | None = None,
 ) -> int:
     """Unpack a plain tar (``docker cp`` into a container) below ``prefix`` of the root ``root_fd``.
 
     Every path is resolved inside ``root_fd`` as in :func:`apply_layer`, but ``.wh.`` names are
     ordinary files here. ``no_overwrite_dir_non_dir`` refuses to replace a directory by a
-    non-directory or the reverse; ``owner`` (uid, gid) replaces the tar's ownership. Returns the
+    non-directory or the reverse; ``owner`` (uid, gid) replaces the tar's ownership;
+    ``owner_to_target`` translates owners for an idmapped view (see LayerUnpacker). Returns the
     bytes of file content written; what was written before an error stays (as with Docker).
     """
     unpacker = LayerUnpacker(
-        root_fd, "keep", prefix=prefix, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir, owner=owner
+        root_fd,
+        "keep",
+        prefix=prefix,
+        no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+        owner=owner,
+        owner_to_target=owner_to_target,
     )
     try:
         _unpack_stream(stream, unpacker, "archive")
