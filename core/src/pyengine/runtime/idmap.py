@@ -340,26 +340,10 @@ def mount_overlay_idmapped(
             os.close(fd)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [
-        ("effective", ctypes.c_uint32),
-        ("permitted", ctypes.c_uint32),
-        ("inheritable", ctypes.c_uint32),
-    ]
-
-
 def _raise_effective_capabilities() -> None:
     """Make this thread's effective capabilities its permitted ones (setfsuid dropped the fs ones)."""
-    header = _CapHeader(0x20080522, 0)
-    data = (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
-    for item in data:
-        item.effective = item.permitted
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _effective, permitted, inheritable = sc.capget()
+    sc.capset(permitted, permitted, inheritable)
 
 
 @contextlib.contextmanager
