@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyengine.images.image import Image
 from pyengine.images.lineage import set_parent
-from pyengine.images.store import Image, ImageStore
+from pyengine.images.store import ImageStore
 from pyengine.model.image import ImageConfig
 
 

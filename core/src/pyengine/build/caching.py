@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from pyengine.build import dockerfile as df
 from pyengine.build.tarcontext import ContextNeeded
 from pyengine.errors import InvalidArgument, NotFound
+from pyengine.images.image import Image
 from pyengine.images.lineage import set_parent
-from pyengine.images.store import Image
 
 if TYPE_CHECKING:
     from pyengine.build.executor import StageState

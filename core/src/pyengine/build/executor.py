@@ -26,7 +26,7 @@ from pyengine.build.steps import CopyStep, StepFailed
 from pyengine.build.tarcontext import BuildContext, ContextNeeded
 from pyengine.errors import EngineError, InvalidArgument, NotFound
 from pyengine.images import reference
-from pyengine.images.store import Image
+from pyengine.images.image import Image
 from pyengine.model.base import now_rfc3339
 from pyengine.model.container import ContainerCreateRequest, HostConfigSpec
 from pyengine.model.image import HistoryEntry, ImageConfig

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import EngineError, InvalidArgument
-from pyengine.images.store import MEDIA_LAYER_TAR, chain_ids, layer_key
+from pyengine.images.image import MEDIA_LAYER_TAR, chain_ids, layer_key
 from pyengine.runtime.inroot import openat2_in_root
 from pyengine.state.blobs import BlobStore
 

@@ -18,7 +18,7 @@ from pyengine.build import context as ctx
 from pyengine.build import dockerfile as df
 from pyengine.build.layers import CopyEntry, kind_in_root, store_layer_file, write_copy_tar
 from pyengine.errors import EngineError, InvalidArgument
-from pyengine.images.store import chain_ids, layer_key
+from pyengine.images.image import chain_ids, layer_key
 
 
 class StepFailed(EngineError):

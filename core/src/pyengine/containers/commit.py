@@ -13,7 +13,8 @@ from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import InvalidArgument
 from pyengine.images import reference
 from pyengine.images.changes import apply_changes
-from pyengine.images.store import Image, ImageStore, chain_ids
+from pyengine.images.image import Image, chain_ids
+from pyengine.images.store import ImageStore
 from pyengine.model.base import now_rfc3339
 from pyengine.model.container import Container
 from pyengine.model.image import HistoryEntry, ImageConfig, ImageRunConfig, RootFS

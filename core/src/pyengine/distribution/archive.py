@@ -21,7 +21,8 @@ from pyengine.distribution import layers as layer_io
 from pyengine.distribution import manifests
 from pyengine.errors import InvalidArgument
 from pyengine.images import reference
-from pyengine.images.store import Image, ImageStore, chain_ids, layer_key
+from pyengine.images.image import Image, chain_ids, layer_key
+from pyengine.images.store import ImageStore
 from pyengine.model.image import ImageConfig
 from pyengine.state.blobs import sha256_digest
 

@@ -18,8 +18,9 @@ from pyengine.distribution import manifests, progress
 from pyengine.distribution.auth import Credentials
 from pyengine.distribution.registry import RegistryClient, gather_limited
 from pyengine.errors import InvalidArgument
+from pyengine.images.image import Image, chain_ids
 from pyengine.images.reference import Reference
-from pyengine.images.store import Image, ImageStore, chain_ids
+from pyengine.images.store import ImageStore
 from pyengine.model.image import ImageConfig
 
 PARALLEL_DOWNLOADS = 3  # dockerd's default max-concurrent-downloads

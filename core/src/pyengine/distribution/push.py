@@ -16,8 +16,9 @@ from pyengine.distribution.auth import Credentials
 from pyengine.distribution.registry import RegistryClient, gather_limited
 from pyengine.errors import NotFound
 from pyengine.images import reference as references
+from pyengine.images.image import Image
 from pyengine.images.reference import Reference
-from pyengine.images.store import Image, ImageStore
+from pyengine.images.store import ImageStore
 
 PARALLEL_UPLOADS = 5  # dockerd's default max-concurrent-uploads
 _READ = 1 << 20
