@@ -36,6 +36,7 @@ from pyengine.drivers.storage import IdMappedMount, StorageDriver
 from pyengine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, NotSupported, Unavailable
 from pyengine.runtime import idmap as idmapping
 from pyengine.storage.archive import apply_layer
+from pyengine.storage.layer_checks import refuse_removal_if_in_use
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +160,7 @@ class DirectoryLayerDriver(StorageDriver, IdMappedMount):
     def remove(self, layer_id: str) -> None:
         with self._lock:
             self._require(layer_id)
-            if self._mounts.get(layer_id):
-                raise Conflict(f"layer {layer_id} is in use (mounted {self._mounts[layer_id]} times)")
-            if layer_id in self._busy:
-                raise Conflict(f"layer {layer_id} is being written")
-            children = sorted(child for child, parent in self._parents.items() if parent == layer_id)
-            if children:
-                raise Conflict(f"layer {layer_id} has child layers: {', '.join(children)}")
+            refuse_removal_if_in_use(layer_id, self._mounts, self._busy, self._parents)
             self._busy.add(layer_id)
         try:
             if layer_id in self._idmaps or os.path.lexists(self.idmapped_dir / layer_id):
