@@ -31,6 +31,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyengine.testing import engine_api
+
 from bench.sides import (
     DOCKER,
     PYENGINE,
@@ -41,7 +43,6 @@ from bench.sides import (
     started_sides,
     times_x,
 )
-from pyengine.testing import engine_api
 
 KERNEL_STACK = 16 * 1024
 SETTLE_SECONDS = 3.0
@@ -56,7 +57,8 @@ def engine_processes(side: Side) -> dict[int, str]:
         if not entry.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if private_dir in cmdline and int(entry) != os.getpid():

@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # run as a script: make `bench` importable from t
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pyengine.testing import engine_api
+
 from bench.sides import (
     DOCKER,
     Side,

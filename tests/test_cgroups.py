@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pyengine.runtime import cgroups
 
 pytestmark = pytest.mark.skipif(cgroups.host().version != 1, reason="these tests read cgroup v1 files")
@@ -212,10 +211,12 @@ def test_stats_one_shot_and_stream_in_dockers_shape(api, cli, busybox):
     try:
         status, doc = api("GET", "/containers/cg-stats/stats?stream=false")
         assert status == 200
-        for key in ("read", "preread", "cpu_stats", "precpu_stats", "memory_stats", "pids_stats", "blkio_stats"):
+        keys = ("read", "preread", "cpu_stats", "precpu_stats", "memory_stats", "pids_stats", "blkio_stats")
+        for key in keys:
             assert key in doc
         assert doc["name"] == "/cg-stats" and doc["memory_stats"]["limit"] == 64 << 20
-        assert doc["cpu_stats"]["cpu_usage"]["total_usage"] > doc["precpu_stats"]["cpu_usage"]["total_usage"] > 0
+        usage, previous = doc["cpu_stats"]["cpu_usage"], doc["precpu_stats"]["cpu_usage"]
+        assert usage["total_usage"] > previous["total_usage"] > 0
         assert doc["pids_stats"]["current"] == 1
         table = cli("stats", "--no-stream", "cg-stats")
         assert table.returncode == 0, table.stderr
@@ -266,7 +267,9 @@ def test_top_lists_the_containers_processes(cli, api, busybox):
 
 
 def test_docker_cli_pause_stats_top_update(docker, busybox):
-    result = docker("run", "-d", "--name", "cg-docker", "-m", "48m", "--pids-limit", "30", busybox, "sleep", "60")
+    result = docker(
+        "run", "-d", "--name", "cg-docker", "-m", "48m", "--pids-limit", "30", busybox, "sleep", "60"
+    )
     assert result.returncode == 0, result.stderr
     container_id = result.stdout.strip()
     try:

@@ -86,7 +86,8 @@ def test_commit_makes_an_image_that_runs_with_the_changes(cli, changed):
     image_id = result.stdout.strip()
     assert image_id.startswith("sha256:")
     try:
-        run = cli("run", "--rm", f"{image}:1", "sh", "-c", "cat /new /d/e/f; ls /etc/group; echo $FROM_COMMIT")
+        script = "cat /new /d/e/f; ls /etc/group; echo $FROM_COMMIT"
+        run = cli("run", "--rm", f"{image}:1", "sh", "-c", script)
         assert run.stdout == "hi\nx\n1\n" and "No such file" in run.stderr
         inspect = json.loads(cli("inspect", f"{image}:1").stdout)[0]
         assert len(inspect["RootFS"]["Layers"]) == 2  # the image's layer and the committed one

@@ -94,7 +94,8 @@ def test_health_through_docker_cli_and_sdk(docker, sdk, busybox):
     finally:
         docker("rm", "-f", "hc-docker")
     container = sdk.containers.run(busybox, ["sleep", "60"], detach=True, name="hc-sdk",
-                                   healthcheck={"test": ["CMD", "false"], "interval": 200_000_000, "retries": 1})
+                                   healthcheck={"test": ["CMD", "false"], "interval": 200_000_000,
+                                                "retries": 1})
     try:
         def status():
             container.reload()

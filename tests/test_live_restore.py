@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pyengine.runtime import cgroups
 from pyengine.testing.daemon import supervisor_pid_file, teardown_pyengine
 
@@ -33,7 +32,8 @@ def own(daemon, cli, busybox_tar):
     instance = type(daemon)(base_dir)
     try:
         instance.start()
-        own_cli = type(cli)([*cli.argv[:-2], "-H", instance.host], {**os.environ, "PYENGINE_HOST": instance.host})
+        own_env = {**os.environ, "PYENGINE_HOST": instance.host}
+        own_cli = type(cli)([*cli.argv[:-2], "-H", instance.host], own_env)
         result = own_cli("import", "-c", 'CMD ["sh"]', str(busybox_tar), "busybox:latest")
         assert result.returncode == 0, result.stderr
         yield instance, own_cli
@@ -86,7 +86,9 @@ def test_exits_while_the_daemon_is_down_are_recorded(own):
         ends_pid = _inspect(cli, "lr-ends")["State"]["Pid"]
         _stop_daemon(daemon)
         # Both end while no daemon runs: the supervisor alone sees these exits.
-        assert _until(lambda: not os.path.exists(f"/proc/{oom_pid}") and not os.path.exists(f"/proc/{ends_pid}"))
+        assert _until(
+            lambda: not os.path.exists(f"/proc/{oom_pid}") and not os.path.exists(f"/proc/{ends_pid}")
+        )
         daemon.start()
         ends = _inspect(cli, "lr-ends")["State"]
         assert ends["Status"] == "exited" and ends["ExitCode"] == 9

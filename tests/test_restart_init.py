@@ -88,7 +88,9 @@ def test_a_crash_looping_container_shows_restarting_with_backoff(cli, busybox):
 
 
 def test_restart_policy_via_docker_cli_and_sdk(docker, sdk, busybox):
-    result = docker("run", "-d", "--name", "rs-docker", "--restart", "on-failure:2", busybox, "sh", "-c", "exit 5")
+    result = docker(
+        "run", "-d", "--name", "rs-docker", "--restart", "on-failure:2", busybox, "sh", "-c", "exit 5"
+    )
     assert result.returncode == 0, result.stderr
     try:
         assert docker("wait", "rs-docker").stdout.strip() == "5"

@@ -136,7 +136,8 @@ def test_rename(cli, busybox):
     cli("create", "--name", "before-rename", "busybox", "true")
     try:
         assert cli("rename", "before-rename", "after-rename").returncode == 0
-        assert cli("ps", "-a", "--filter", "name=after-rename", "--format", "{{.Names}}").stdout == "after-rename\n"
+        listed = cli("ps", "-a", "--filter", "name=after-rename", "--format", "{{.Names}}")
+        assert listed.stdout == "after-rename\n"
         refused = cli("rename", "after-rename", "x")
         assert refused.returncode == 1 and "Invalid container name (x)" in refused.stderr
     finally:

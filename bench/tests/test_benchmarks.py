@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pyengine.testing import dockerd
 
 from bench import parallel_run, run_rm
-from pyengine.testing import dockerd
 
 DOCKER_AS_PYENGINE = f"{sys.executable} {Path(__file__).with_name('docker_as_pyengine.py')}"
 

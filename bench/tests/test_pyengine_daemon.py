@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from pyengine.testing import hostcleanup
 from pyengine.testing.daemon import DaemonStartError, pyengine_daemon
 

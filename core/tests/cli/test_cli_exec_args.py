@@ -38,7 +38,8 @@ def test_fast_exec_parser_agrees_with_click(args: list[str]) -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["app"], ["--help"], ["--detach-keys", "ctrl-p", "app", "sh"], ["-x", "app", "sh"], ["-d=1", "app", "sh"],
+    [[], ["app"], ["--help"], ["--detach-keys", "ctrl-p", "app", "sh"], ["-x", "app", "sh"],
+     ["-d=1", "app", "sh"],
      ["--tty=true", "app", "sh"], ["-u"]],
     ids=repr,
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from pyengine.containers import health
 from pyengine.errors import InvalidArgument
 from pyengine.model.container import Container, ContainerConfig, HostConfigSpec
@@ -78,7 +77,9 @@ def test_log_keeps_the_last_five():
 
 
 def test_failures_in_the_start_period_do_not_count():
-    container, service = _run([(1, "x"), (1, "x"), (1, "x")], {"Retries": 1}, start_period=[True, True, False])
+    container, service = _run(
+        [(1, "x"), (1, "x"), (1, "x")], {"Retries": 1}, start_period=[True, True, False]
+    )
     assert container.State.Health["FailingStreak"] == 1
     assert service.hooks.events == ["health_status: unhealthy"]
 

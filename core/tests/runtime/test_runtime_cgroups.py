@@ -9,7 +9,6 @@ import subprocess
 import uuid
 
 import pytest
-
 from pyengine.runtime import cgroups
 from pyengine.runtime.cgroups import v1, v2
 from pyengine.runtime.cgroups.common import DEFAULT_DEVICE_RULES
@@ -62,7 +61,8 @@ def test_v2_files_for_resources():
 
 
 def test_v2_unlimited_values_and_conversions():
-    files = dict(v2.resource_files({"memory": {"limit": -1, "swap": -1}, "cpu": {"quota": -1, "period": 50_000},
+    files = dict(v2.resource_files({"memory": {"limit": -1, "swap": -1},
+                                    "cpu": {"quota": -1, "period": 50_000},
                                     "pids": {"limit": 0}}))
     assert files == {"memory.max": "max", "memory.swap.max": "max", "cpu.max": "max 50000", "pids.max": "max"}
     assert v2.cpu_weight(2) == 1 and v2.cpu_weight(262144) == 10000 and v2.cpu_weight(1024) == 39
@@ -156,9 +156,11 @@ def test_v1_create_update_remove_for_real():
         assert read("memory.limit_in_bytes") == str(64 << 20)
         # Raising past the old memory+swap needs memsw first; lowering needs the limit first.
         hierarchy.update(path, {"memory": {"limit": 512 << 20, "swap": 1 << 30}})
-        assert (read("memory.limit_in_bytes"), read("memory.memsw.limit_in_bytes")) == (str(512 << 20), str(1 << 30))
+        limits = (read("memory.limit_in_bytes"), read("memory.memsw.limit_in_bytes"))
+        assert limits == (str(512 << 20), str(1 << 30))
         hierarchy.update(path, {"memory": {"limit": 16 << 20, "swap": 32 << 20}})
-        assert (read("memory.limit_in_bytes"), read("memory.memsw.limit_in_bytes")) == (str(16 << 20), str(32 << 20))
+        limits = (read("memory.limit_in_bytes"), read("memory.memsw.limit_in_bytes"))
+        assert limits == (str(16 << 20), str(32 << 20))
         hierarchy.update(path, {"memory": {"limit": -1, "swap": -1}})
         assert int(read("memory.limit_in_bytes")) > 1 << 60
     finally:
