@@ -50,12 +50,26 @@ def names(cli) -> set[str]:
     return set(result.stdout.split())
 
 
+def run_ok(cli, *args: str) -> None:
+    result = cli("run", *args)
+    assert result.returncode == 0, result.stderr
+
+
 def stopped_and_running(cli, busybox, made) -> dict[str, str]:
     """Containers under ``made.label``: exited (wrote 3000 bytes), created, running; and one exited
     under another label. Returns name by role."""
     roles = {role: made.name(role) for role in ("exited", "created", "running", "other")}
-    assert cli("run", "--label", made.label, "--name", roles["exited"], busybox, "sh", "-c",
-               "head -c 3000 /dev/zero > /blob").returncode == 0
+    run_ok(
+        cli,
+        "--label",
+        made.label,
+        "--name",
+        roles["exited"],
+        busybox,
+        "sh",
+        "-c",
+        "head -c 3000 /dev/zero >/b",
+    )
     assert cli("create", "--label", made.label, "--name", roles["created"], busybox, "true").returncode == 0
     started = cli("run", "-d", "--label", made.label, "--name", roles["running"], busybox, "sleep", "300")
     assert started.returncode == 0, started.stderr
@@ -84,8 +98,17 @@ def test_container_prune_removes_only_stopped_containers_with_the_label(cli, bus
 
 def test_container_prune_api_reports_writable_layer_bytes(api, cli, busybox, made) -> None:
     name = made.name("sized")
-    assert cli("run", "--label", made.label, "--name", name, busybox, "sh", "-c",
-               "head -c 5000 /dev/zero > /a && ln /a /b").returncode == 0
+    run_ok(
+        cli,
+        "--label",
+        made.label,
+        "--name",
+        name,
+        busybox,
+        "sh",
+        "-c",
+        "head -c 5000 /dev/zero >/a; ln /a /b",
+    )
     container_id = cli("inspect", "-f", "{{.Id}}", name).stdout.strip()
     filters = quote(json.dumps({"label": {made.label: True}}))
     status, body = api("POST", f"/v1.41/containers/prune?filters={filters}")
@@ -104,8 +127,8 @@ def test_system_df_counts_images_containers_volumes(api, cli, busybox, made) -> 
     made.volumes += [used, unused]
     assert cli("volume", "create", unused).returncode == 0
     runner = made.name("dfrun")
-    assert cli("run", "-d", "--name", runner, "-v", f"{used}:/v", busybox, "sh", "-c",
-               "head -c 2000 /dev/zero > /v/data; sleep 300").returncode == 0
+    script = "head -c 2000 /dev/zero > /v/data; sleep 300"
+    run_ok(cli, "-d", "--name", runner, "-v", f"{used}:/v", busybox, "sh", "-c", script)
     stopped = made.name("dfstopped")
     assert cli("run", "--name", stopped, busybox, "sh", "-c", "head -c 4000 /dev/zero > /x").returncode == 0
     status, usage = api("GET", "/v1.41/system/df")
@@ -130,7 +153,8 @@ def test_system_df_counts_images_containers_volumes(api, cli, busybox, made) -> 
     running = [c for c in usage["Containers"] if c["State"] == "running"]
     assert rows["Containers"][:2] == [str(len(usage["Containers"])), str(len(running))]
     assert rows["Images"][:2] == [
-        str(len(usage["Images"])), str(sum(1 for i in usage["Images"] if i["Containers"]))
+        str(len(usage["Images"])),
+        str(sum(1 for i in usage["Images"] if i["Containers"])),
     ]
     in_use = [v for v in usage["Volumes"] if v["UsageData"]["RefCount"]]
     assert rows["Local Volumes"][:2] == [str(len(usage["Volumes"])), str(len(in_use))]
@@ -141,7 +165,8 @@ def test_system_df_counts_images_containers_volumes(api, cli, busybox, made) -> 
 
 def build(cli, context, made, tag: str | None = None) -> str:
     (context / "Dockerfile").write_text(
-        f"FROM busybox\nLABEL prunetest={made.token}\nRUN head -c 7000 /dev/zero > /seven\nRUN echo {made.token} > /t\n"
+        f"FROM busybox\nLABEL prunetest={made.token}\n"
+        f"RUN head -c 7000 /dev/zero > /seven\nRUN echo {made.token} > /t\n"
     )
     args = ["build", "-q", *(["-t", tag] if tag else []), str(context)]
     result = cli(*args)
@@ -156,12 +181,15 @@ def test_builder_prune_removes_dangling_build_steps(api, cli, busybox, made, tmp
     status, usage = api("GET", "/v1.41/system/df")
     cache = [e for e in usage["BuildCache"] if not e["Shared"]]
     assert len(cache) >= 2 and sum(e["Size"] for e in cache) >= 7000
+    label = quote(json.dumps({"label": {made.label: True}}))
+    status, body = api("POST", f"/v1.41/build/prune?keep-storage=1000000000&filters={label}")
+    assert status == 200 and body == {"CachesDeleted": None, "SpaceReclaimed": 0}  # all of it fits
     result = cli("builder", "prune", "-f", "--filter", f"label=prunetest={made.token}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Deleted build cache objects:\n")
     assert image_id.removeprefix("sha256:")[:25] in result.stdout
     reclaimed = re.search(r"^Total reclaimed space: ([0-9.]+)kB$", result.stdout, re.M)
-    assert reclaimed and 7 <= float(reclaimed.group(1)) < 40, result.stdout  # two small layers
+    assert reclaimed and float(reclaimed.group(1)) >= 7, result.stdout  # at least the 7000-byte file
     assert cli("inspect", "--type", "image", image_id).returncode != 0
 
 
@@ -170,7 +198,9 @@ def test_builder_prune_all_forgets_the_cache_of_a_tagged_image(api, cli, busybox
     image_id = build(cli, tmp_path, made, tag)
     kept = cli("builder", "prune", "-f", "--filter", f"label=prunetest={made.token}")
     assert kept.returncode == 0 and "Deleted build cache objects" not in kept.stdout
-    status, body = api("POST", f"/v1.41/build/prune?all=1&filters={quote(json.dumps({'label': {made.label: True}}))}")
+    status, body = api(
+        "POST", f"/v1.41/build/prune?all=1&filters={quote(json.dumps({'label': {made.label: True}}))}"
+    )
     assert status == 200 and len(body["CachesDeleted"]) >= 2 and body["SpaceReclaimed"] == 0
     assert cli("inspect", "--type", "image", tag).returncode == 0
     rebuilt = build(cli, tmp_path, made, tag)
@@ -190,7 +220,7 @@ def test_docker_cli_container_prune_df_and_system_prune(docker, cli, busybox, ma
 
     df = docker("system", "df")
     assert df.returncode == 0, df.stderr
-    assert re.split(r"\s{2,}", df.stdout.splitlines()[0]) == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+    assert df.stdout.split("\n", 1)[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
     assert {line.split("  ")[0] for line in df.stdout.splitlines()[1:]} >= {"Images", "Containers"}
     verbose = docker("system", "df", "-v")
     assert verbose.returncode == 0, verbose.stderr

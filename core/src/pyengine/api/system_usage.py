@@ -36,7 +36,12 @@ async def build_prune(request: web.Request) -> web.Response:
         raise InvalidArgument("invalid value for keep-storage: must not be negative")
     users = eng.containers.images_in_use()
     report = await off_loop(
-        prune_build_cache, eng.images, users, all_=query_bool(request, "all"), keep_storage=keep, filters=filters
+        prune_build_cache,
+        eng.images,
+        users,
+        all_=query_bool(request, "all"),
+        keep_storage=keep,
+        filters=filters,
     )
     return json_response(report)
 

@@ -6,7 +6,9 @@ holds: one with a tag or a digest reference, one a container uses, or one no bui
 (an imported or pulled image). ``prune`` removes the images of the other entries (leaves first,
 each only once nothing is built on it) and their rows; ``all`` also forgets every other row, so no
 later build hits the cache, while images that still hold up a kept image stay. Sizes are the bytes
-of layers no remaining image shares, measured before and after. Plain synchronous functions.
+of layers no remaining image shares, measured before and after. A build's untagged result that
+nothing holds is such an entry too: ``builder prune`` removes it with its steps, while ``system df``
+counts it once, as a (dangling) image. Plain synchronous functions.
 """
 
 from __future__ import annotations
@@ -26,11 +28,34 @@ log = logging.getLogger(__name__)
 
 
 def layer_sizes(images: list[Image]) -> dict[str, int]:
-    """chain ID -> unpacked bytes, for every layer the images use."""
+    """chain ID -> unpacked bytes, for every layer the images use.
+
+    The store keeps an image's unpacked size for its whole stack and each layer's blob size, not a
+    layer's unpacked size; so a layer's bytes are the difference between the stacks of the images
+    ending at it and at the layer below. Layers no image ends at share their segment's bytes in
+    proportion to their blobs.
+    """
+    stack: dict[str, int] = {}
+    for image in images:
+        chains = chain_ids(image.config.rootfs.diff_ids)
+        if chains:
+            stack[chains[-1]] = image.size
     sizes: dict[str, int] = {}
     for image in images:
-        for chain, layer in zip(chain_ids(image.config.rootfs.diff_ids), image.layers, strict=False):
-            sizes[chain] = int(layer.get("size", 0))
+        chains = chain_ids(image.config.rootfs.diff_ids)
+        blobs = [int(layer.get("size", 0)) for layer in image.layers]
+        blobs += [0] * (len(chains) - len(blobs))
+        start, below = 0, 0
+        for index, chain in enumerate(chains):
+            if chain not in stack:
+                continue
+            segment = range(start, index + 1)
+            remaining = max(0, stack[chain] - below)
+            weight = sum(blobs[k] for k in segment)
+            for k in segment:
+                share = remaining * blobs[k] // weight if weight else remaining // len(segment)
+                sizes.setdefault(chains[k], share)
+            start, below = index + 1, stack[chain]
     return sizes
 
 
@@ -40,9 +65,7 @@ def _rows(cache: BuildCache) -> list[tuple[str, str, str]]:
 
 def _kept_alive(images: dict[str, Image], cached: set[str], users: dict[str, list[str]]) -> set[str]:
     """Images a user holds and everything they were built from."""
-    roots = [
-        i for i in images.values() if i.tags or i.repo_digests or users.get(i.id) or i.id not in cached
-    ]
+    roots = [i for i in images.values() if i.tags or i.repo_digests or users.get(i.id) or i.id not in cached]
     alive: set[str] = set()
     for image in roots:
         current: Image | None = image
@@ -58,7 +81,8 @@ def _own_size(image: Image, images: dict[str, Image]) -> int:
 
 
 def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """Docker's ``BuildCache`` items of ``GET /system/df``: one per cached intermediate image."""
+    """Docker's ``BuildCache`` items of ``GET /system/df``: one per hidden intermediate image (one a
+    build step made and another step built on), the same images ``docker images`` leaves out."""
     cache = BuildCache(store.db)
     images = {i.id: i for i in store.list()}
     cached = {image_id for _p, _k, image_id in _rows(cache) if image_id in images}
@@ -66,8 +90,8 @@ def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[s
     entries = []
     for image_id in sorted(cached):
         image = images[image_id]
-        if image.tags or image.repo_digests:
-            continue  # a tagged build result is an image, not cache
+        if image.tags or image.repo_digests or not has_children(store.db, image_id):
+            continue  # a build's result (tagged or dangling) is an image, counted with the images
         history = image.config.history or []
         entries.append(
             {

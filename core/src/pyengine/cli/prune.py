@@ -37,7 +37,8 @@ def _section(title: str, lines: list[str]) -> str:
 
 def _prune_containers(client: Client, filters: tuple[str, ...]) -> tuple[str, int]:
     report = client.post("/containers/prune", {"filters": parse_filters(filters)}) or {}
-    return _section("Deleted Containers:", report.get("ContainersDeleted") or []), report.get("SpaceReclaimed") or 0
+    deleted = report.get("ContainersDeleted") or []
+    return _section("Deleted Containers:", deleted), report.get("SpaceReclaimed") or 0
 
 
 def _prune_builder(
@@ -77,12 +78,16 @@ def builder() -> None:
 
 
 @builder.command("prune", context_settings=_SETTINGS)
-@click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused build cache, not just dangling ones")
+@click.option(
+    "-a", "--all", "all_", is_flag=True, help="Remove all unused build cache, not just dangling ones"
+)
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation")
 @click.option("--filter", "filters", multiple=True, help='Provide filter values (e.g. "until=24h")')
 @click.option("--keep-storage", default="0", help="Amount of disk space to keep for cache")
 @click.pass_context
-def builder_prune(ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...], keep_storage: str) -> int:
+def builder_prune(
+    ctx: click.Context, all_: bool, force: bool, filters: tuple[str, ...], keep_storage: str
+) -> int:
     """Remove build cache."""
     from pyengine.cli.flag_values import parse_memory
 
@@ -162,7 +167,9 @@ def summary_table(usage: dict[str, Any]) -> str:
     """``docker system df``'s TYPE TOTAL ACTIVE SIZE RECLAIMABLE table (the docker CLI's sums)."""
     images = usage.get("Images") or []
     layers = usage.get("LayersSize") or 0
-    used = sum(i["Size"] - i["SharedSize"] for i in images if i.get("Containers") and i.get("SharedSize", -1) != -1)
+    used = sum(
+        i["Size"] - i["SharedSize"] for i in images if i.get("Containers") and i.get("SharedSize", -1) != -1
+    )
     containers = usage.get("Containers") or []
     active = [c for c in containers if c.get("State") in _ACTIVE_STATES]
     rw = sum(c.get("SizeRw") or 0 for c in containers)
@@ -175,13 +182,28 @@ def summary_table(usage: dict[str, Any]) -> str:
     cache_size = sum(c["Size"] for c in cache if not c.get("Shared"))
     cache_busy = sum(c["Size"] for c in cache if c.get("InUse") and not c.get("Shared"))
     rows = [
-        ("Images", len(images), sum(1 for i in images if i.get("Containers")), layers,
-         _reclaimable(layers - used, layers)),
+        (
+            "Images",
+            len(images),
+            sum(1 for i in images if i.get("Containers")),
+            layers,
+            _reclaimable(layers - used, layers),
+        ),
         ("Containers", len(containers), len(active), rw, _reclaimable(rw_idle, rw)),
-        ("Local Volumes", len(volumes), sum(1 for _s, refs in sizes if refs > 0), volume_size,
-         _reclaimable(volume_idle, volume_size)),
-        ("Build Cache", len(cache), sum(1 for c in cache if c.get("InUse")), cache_size,
-         _reclaimable(cache_size - cache_busy, cache_size, percent=False)),
+        (
+            "Local Volumes",
+            len(volumes),
+            sum(1 for _s, refs in sizes if refs > 0),
+            volume_size,
+            _reclaimable(volume_idle, volume_size),
+        ),
+        (
+            "Build Cache",
+            len(cache),
+            sum(1 for c in cache if c.get("InUse")),
+            cache_size,
+            _reclaimable(cache_size - cache_busy, cache_size, percent=False),
+        ),
     ]
     text = "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE\n" + "".join(
         f"{kind}\t{total}\t{active_count}\t{_size(size)}\t{reclaim}\n"
@@ -205,7 +227,7 @@ def verbose_tables(usage: dict[str, Any]) -> str:
         for tag in image.get("RepoTags") or ["<none>:<none>"]:
             repo, _, name = tag.rpartition(":")
             rows += (
-                f"{repo}\t{name}\t{short}\t{_created(image['Created'])}\t{_size(image['Size'])}\t"
+                f"{repo}\t{name}\t{short}\t{_created(image['Created'])}\t{human_size(image['Size'])}\t"
                 f"{_size(shared)}\t{_size(image['Size'] - shared)}\t{image.get('Containers', 0)}\n"
             )
     out.append(align(rows) + "\nContainers space usage:\n\n")
@@ -215,7 +237,8 @@ def verbose_tables(usage: dict[str, Any]) -> str:
         command = item.get("Command", "")
         command = f'"{command[:19]}…"' if len(command) > 20 else f'"{command}"'
         rows += (
-            f"{item['Id'][:12]}\t{item.get('Image', '')}\t{command}\t{volumes}\t{_size(item.get('SizeRw') or 0)}\t"
+            f"{item['Id'][:12]}\t{item.get('Image', '')}\t{command}\t{volumes}\t"
+            f"{_size(item.get('SizeRw') or 0)}\t"
             f"{_created(item['Created'])}\t{item.get('Status', '')}\t{(item.get('Names') or ['/'])[0][1:]}\n"
         )
     out.append(align(rows) + "\nLocal Volumes space usage:\n\n")
@@ -231,7 +254,8 @@ def verbose_tables(usage: dict[str, Any]) -> str:
     for entry in cache:
         last = _created(entry["LastUsedAt"]) if entry.get("LastUsedAt") else ""
         rows += (
-            f"{entry['ID'][:12]}\t{entry.get('Type', '')}\t{_size(entry['Size'])}\t{_created(entry['CreatedAt'])}\t"
+            f"{entry['ID'][:12]}\t{entry.get('Type', '')}\t{human_size(entry['Size'])}\t"
+            f"{_created(entry['CreatedAt'])}\t"
             f"{last}\t{entry.get('UsageCount', 0)}\t{str(bool(entry.get('Shared'))).lower()}\n"
         )
     out.append(align(rows))

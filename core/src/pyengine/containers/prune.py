@@ -34,7 +34,7 @@ def writable_layer_size(driver: StorageDriver, layer_id: str) -> int:
     try:
         changes = layer_changes(driver, layer_id)
         root = driver.mount(layer_id)
-    except EngineError as exc:  # e.g. mounted idmapped by a running remapped container
+    except (EngineError, OSError) as exc:  # e.g. mounted idmapped by a running remapped container
         log.info("cannot measure layer %s: %s", layer_id, exc)
         return 0
     try:
