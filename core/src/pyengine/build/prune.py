@@ -148,7 +148,8 @@ def prune_build_cache(
     before = layer_sizes(list(images.values()))
     rows = _rows(cache)
     deleted: list[str] = []
-    # rows that can never hit again: their image or their parent image is gone
+    # rows that can never hit again (their image or their parent image is gone) hold no bytes and
+    # are no entry anyone sees: they go whatever the filters, unreported
     stale = [
         (parent, key, image_id)
         for parent, key, image_id in rows
@@ -188,10 +189,9 @@ def prune_build_cache(
             cur.execute("DELETE FROM build_cache WHERE parent=? AND key=?", (parent, key))
         for image_id in forget:
             cur.execute("DELETE FROM build_cache WHERE image_id=?", (image_id,))
-    reported = sorted(forget) + sorted({i for _p, _k, i in stale} - forget)
     after = layer_sizes(store.list())
     reclaimed = sum(size for chain, size in before.items() if chain not in after)
     return {
-        "CachesDeleted": [i.removeprefix("sha256:")[:25] for i in reported] or None,
+        "CachesDeleted": [i.removeprefix("sha256:")[:25] for i in sorted(forget)] or None,
         "SpaceReclaimed": reclaimed,
     }
