@@ -72,6 +72,8 @@ def _images_usage(eng: Any, users: dict[str, list[str]]) -> tuple[int, list[dict
     for image in listed:
         doc = image.summary_json()
         chains = set(chain_ids(image.config.rootfs.diff_ids))
+        # the same measure as LayersSize (layer blobs), so that SharedSize and the sums agree
+        doc["Size"] = doc["VirtualSize"] = sum(sizes.get(c, 0) for c in chains)
         doc["SharedSize"] = sum(sizes.get(c, 0) for c in chains if holders[c] > 1)
         doc["Containers"] = len(users.get(image.id, []))
         items.append(doc)
@@ -84,7 +86,7 @@ def _containers_usage(eng: Any) -> list[dict[str, Any]]:
         doc = views.summary_json(container)
         doc["SizeRw"] = writable_layer_size(eng.containers.driver, container.Id)
         try:
-            image_size = eng.images.resolve(container.Image).size
+            image_size = sum(int(x.get("size", 0)) for x in eng.images.resolve(container.Image).layers)
         except Exception:  # noqa: BLE001 - an image removed under a container counts as empty
             image_size = 0
         doc["SizeRootFs"] = doc["SizeRw"] + image_size

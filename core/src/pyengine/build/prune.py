@@ -28,34 +28,15 @@ log = logging.getLogger(__name__)
 
 
 def layer_sizes(images: list[Image]) -> dict[str, int]:
-    """chain ID -> unpacked bytes, for every layer the images use.
+    """chain ID -> the bytes of the layer's blob (its tar; as pulled, for a pulled layer).
 
-    The store keeps an image's unpacked size for its whole stack and each layer's blob size, not a
-    layer's unpacked size; so a layer's bytes are the difference between the stacks of the images
-    ending at it and at the layer below. Layers no image ends at share their segment's bytes in
-    proportion to their blobs.
+    One measure for every layer: the store's image sizes mix unpacked bytes (import) with blob
+    sums (build steps, commits of empty layers), so differences between them are not a layer's size.
     """
-    stack: dict[str, int] = {}
-    for image in images:
-        chains = chain_ids(image.config.rootfs.diff_ids)
-        if chains:
-            stack[chains[-1]] = image.size
     sizes: dict[str, int] = {}
     for image in images:
-        chains = chain_ids(image.config.rootfs.diff_ids)
-        blobs = [int(layer.get("size", 0)) for layer in image.layers]
-        blobs += [0] * (len(chains) - len(blobs))
-        start, below = 0, 0
-        for index, chain in enumerate(chains):
-            if chain not in stack:
-                continue
-            segment = range(start, index + 1)
-            remaining = max(0, stack[chain] - below)
-            weight = sum(blobs[k] for k in segment)
-            for k in segment:
-                share = remaining * blobs[k] // weight if weight else remaining // len(segment)
-                sizes.setdefault(chains[k], share)
-            start, below = index + 1, stack[chain]
+        for chain, layer in zip(chain_ids(image.config.rootfs.diff_ids), image.layers, strict=False):
+            sizes[chain] = int(layer.get("size", 0))
     return sizes
 
 
@@ -75,9 +56,18 @@ def _kept_alive(images: dict[str, Image], cached: set[str], users: dict[str, lis
     return alive
 
 
-def _own_size(image: Image, images: dict[str, Image]) -> int:
+def _own_chains(image: Image, images: dict[str, Image]) -> list[str]:
+    """The chain IDs of the layers a build step added to its parent's."""
     parent = images.get(image.parent) if image.parent else None
-    return max(0, image.size - (parent.size if parent else 0))
+    below = len(parent.config.rootfs.diff_ids) if parent else 0
+    return chain_ids(image.config.rootfs.diff_ids)[below:]
+
+
+def _own_size(image: Image, images: dict[str, Image]) -> int:
+    """The bytes of the layers a build step added to its parent's."""
+    parent = images.get(image.parent) if image.parent else None
+    below = len(parent.layers) if parent else 0
+    return sum(int(layer.get("size", 0)) for layer in image.layers[below:])
 
 
 def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -86,7 +76,14 @@ def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[s
     cache = BuildCache(store.db)
     images = {i.id: i for i in store.list()}
     cached = {image_id for _p, _k, image_id in _rows(cache) if image_id in images}
-    alive = _kept_alive(images, cached, users)
+    # chains of the images ``docker images`` lists: a step whose layers are among them is Shared,
+    # its bytes counted with the images (Docker's CLI sums only the cache that is not shared)
+    listed_chains = {
+        chain
+        for i in images.values()
+        if i.tags or i.repo_digests or not has_children(store.db, i.id)
+        for chain in chain_ids(i.config.rootfs.diff_ids)
+    }
     entries = []
     for image_id in sorted(cached):
         image = images[image_id]
@@ -101,7 +98,7 @@ def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[s
                 "Type": "regular",
                 "Description": (history[-1].created_by if history else "") or "",
                 "InUse": bool(users.get(image_id)),
-                "Shared": image_id in alive,
+                "Shared": set(_own_chains(image, images)) <= listed_chains,
                 "Size": _own_size(image, images),
                 "CreatedAt": image.created,
                 "LastUsedAt": None,
