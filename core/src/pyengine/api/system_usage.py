@@ -63,10 +63,9 @@ def _tree_size(path: str) -> int:
 
 def _images_usage(eng: Any, users: dict[str, list[str]]) -> tuple[int, list[dict[str, Any]]]:
     """(LayersSize, Images) for the images ``docker images`` lists (hidden build steps are cache)."""
-    listed = [
-        i for i in eng.images.list() if i.tags or i.repo_digests or not has_children(eng.images.db, i.id)
-    ]
-    sizes = layer_sizes(listed)
+    every = eng.images.list()
+    listed = [i for i in every if i.tags or i.repo_digests or not has_children(eng.images.db, i.id)]
+    sizes = layer_sizes(every)
     holders = Counter(chain for i in listed for chain in set(chain_ids(i.config.rootfs.diff_ids)))
     items = []
     for image in listed:
@@ -77,16 +76,18 @@ def _images_usage(eng: Any, users: dict[str, list[str]]) -> tuple[int, list[dict
         doc["SharedSize"] = sum(sizes.get(c, 0) for c in chains if holders[c] > 1)
         doc["Containers"] = len(users.get(image.id, []))
         items.append(doc)
-    return sum(sizes.values()), items
+    return sum(sizes[chain] for chain in holders), items
 
 
 def _containers_usage(eng: Any) -> list[dict[str, Any]]:
+    sizes = layer_sizes(eng.images.list())
     items = []
     for container in sorted(eng.containers.all(), key=lambda c: c.Created, reverse=True):
         doc = views.summary_json(container)
         doc["SizeRw"] = writable_layer_size(eng.containers.driver, container.Id)
         try:
-            image_size = sum(int(x.get("size", 0)) for x in eng.images.resolve(container.Image).layers)
+            image = eng.images.resolve(container.Image)
+            image_size = sum(sizes.get(c, 0) for c in set(chain_ids(image.config.rootfs.diff_ids)))
         except Exception:  # noqa: BLE001 - an image removed under a container counts as empty
             image_size = 0
         doc["SizeRootFs"] = doc["SizeRw"] + image_size

@@ -6,7 +6,7 @@ holds: one with a tag or a digest reference, one a container uses, or one no bui
 (an imported or pulled image). ``prune`` removes the images of the other entries (leaves first,
 each only once nothing is built on it) and their rows; ``all`` also forgets every other row, so no
 later build hits the cache, while images that still hold up a kept image stay. Sizes are the bytes
-of layers no remaining image shares, measured before and after. A build's untagged result that
+of the layer blobs no remaining image shares, measured before and after. A build's untagged result that
 nothing holds is such an entry too: ``builder prune`` removes it with its steps, while ``system df``
 counts it once, as a (dangling) image. Plain synchronous functions.
 """
@@ -36,7 +36,8 @@ def layer_sizes(images: list[Image]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for image in images:
         for chain, layer in zip(chain_ids(image.config.rootfs.diff_ids), image.layers, strict=False):
-            sizes[chain] = int(layer.get("size", 0))
+            # the same layer may be kept as a tar by one image and gzipped by another: the tar counts
+            sizes[chain] = max(sizes.get(chain, 0), int(layer.get("size", 0)))
     return sizes
 
 
@@ -63,11 +64,9 @@ def _own_chains(image: Image, images: dict[str, Image]) -> list[str]:
     return chain_ids(image.config.rootfs.diff_ids)[below:]
 
 
-def _own_size(image: Image, images: dict[str, Image]) -> int:
+def _own_size(image: Image, images: dict[str, Image], sizes: dict[str, int]) -> int:
     """The bytes of the layers a build step added to its parent's."""
-    parent = images.get(image.parent) if image.parent else None
-    below = len(parent.layers) if parent else 0
-    return sum(int(layer.get("size", 0)) for layer in image.layers[below:])
+    return sum(sizes.get(chain, 0) for chain in _own_chains(image, images))
 
 
 def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[str, Any]]:
@@ -78,6 +77,7 @@ def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[s
     cached = {image_id for _p, _k, image_id in _rows(cache) if image_id in images}
     # chains of the images ``docker images`` lists: a step whose layers are among them is Shared,
     # its bytes counted with the images (Docker's CLI sums only the cache that is not shared)
+    sizes = layer_sizes(list(images.values()))
     listed_chains = {
         chain
         for i in images.values()
@@ -99,7 +99,7 @@ def cache_entries(store: ImageStore, users: dict[str, list[str]]) -> list[dict[s
                 "Description": (history[-1].created_by if history else "") or "",
                 "InUse": bool(users.get(image_id)),
                 "Shared": set(_own_chains(image, images)) <= listed_chains,
-                "Size": _own_size(image, images),
+                "Size": _own_size(image, images, sizes),
                 "CreatedAt": image.created,
                 "LastUsedAt": None,
                 "UsageCount": 0,
@@ -161,8 +161,8 @@ def prune_build_cache(
     )
     if keep_storage > 0:
         kept_bytes = 0
-        while prunable and kept_bytes + _own_size(prunable[0], images) <= keep_storage:
-            kept_bytes += _own_size(prunable.pop(0), images)
+        while prunable and kept_bytes + _own_size(prunable[0], images, before) <= keep_storage:
+            kept_bytes += _own_size(prunable.pop(0), images, before)
     doomed = {image.id for image in prunable}
     progress = True
     while doomed and progress:  # leaves first: an image goes once nothing is built on it
