@@ -117,4 +117,5 @@ def make_app(engine: object) -> web.Application:
     exec_routes.add_routes(app.router)
     resources.add_routes(app.router)
     distribution.add_routes(app.router)
+    __import__("pyengine.api.system_usage", fromlist=["add_routes"]).add_routes(app.router)
     return app

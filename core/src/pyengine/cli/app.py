@@ -62,6 +62,9 @@ COMMANDS: dict[str, str] = {
     "daemon": "pyengine.cli.daemon_cmd:daemon",
     "volume": "pyengine.cli.volumes:volume",
     "registry": "pyengine.registry.cli:registry",
+    "container": "pyengine.cli.prune:container",
+    "builder": "pyengine.cli.prune:builder",
+    "system": "pyengine.cli.prune:system",
 }
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
