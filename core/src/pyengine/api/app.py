@@ -100,6 +100,7 @@ def make_app(engine: object) -> web.Application:
         networks,
         resources,
         system,
+        system_usage,
         volumes,
     )
     from pyengine.api import exec as exec_routes
@@ -117,5 +118,5 @@ def make_app(engine: object) -> web.Application:
     exec_routes.add_routes(app.router)
     resources.add_routes(app.router)
     distribution.add_routes(app.router)
-    __import__("pyengine.api.system_usage", fromlist=["add_routes"]).add_routes(app.router)
+    system_usage.add_routes(app.router)
     return app

@@ -12,6 +12,7 @@ from pyengine import API_VERSION
 from pyengine.api.app import add_route
 from pyengine.api.common import engine, json_response
 from pyengine.containers.views import parse_filters
+from pyengine.filters import label_matches
 
 _PING_HEADERS = {
     "Api-Version": API_VERSION,
@@ -71,10 +72,8 @@ def _event_matches(event: dict, filters: dict[str, list[str]]) -> bool:
         ):
             return False
         if key == "label":
-            for wanted in values:
-                name, sep, value = wanted.partition("=")
-                if name not in attributes or (sep and attributes[name] != value):
-                    return False
+            if not all(label_matches(attributes, wanted) for wanted in values):
+                return False
     return True
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from pyengine.build.cache import SCRATCH, BuildCache
 from pyengine.errors import EngineError, InvalidArgument
+from pyengine.filters import label_matches, until_timestamp
 from pyengine.images.image import Image, chain_ids
 from pyengine.images.lineage import has_children
-from pyengine.images.prune import _label_match, _until  # the same filter semantics as image prune
 from pyengine.images.store import ImageStore
 from pyengine.model.base import parse_rfc3339
 
@@ -115,15 +115,16 @@ def _check_filters(filters: dict[str, list[str]]) -> None:
 
 
 def _selected(image: Image, filters: dict[str, list[str]]) -> bool:
-    if filters.get("until") and not all(parse_rfc3339(image.created) < _until(v) for v in filters["until"]):
+    created = parse_rfc3339(image.created)
+    if filters.get("until") and not all(created < until_timestamp(v) for v in filters["until"]):
         return False
     ids = filters.get("id")
     if ids and not any(image.id.removeprefix("sha256:").startswith(v.removeprefix("sha256:")) for v in ids):
         return False
     labels = image.config.config.Labels or {}
-    if not all(_label_match(labels, v) for v in filters.get("label", [])):
+    if not all(label_matches(labels, v) for v in filters.get("label", [])):
         return False
-    return not any(_label_match(labels, v) for v in filters.get("label!", []))
+    return not any(label_matches(labels, v) for v in filters.get("label!", []))
 
 
 def prune_build_cache(

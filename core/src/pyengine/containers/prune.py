@@ -16,7 +16,7 @@ from typing import Any
 
 from pyengine.drivers.storage import StorageDriver
 from pyengine.errors import EngineError, InvalidArgument
-from pyengine.images.prune import _label_match, _until  # the same filter semantics as image prune
+from pyengine.filters import label_matches, until_timestamp
 from pyengine.model.base import parse_rfc3339
 from pyengine.model.container import Container, ContainerStatus
 from pyengine.storage.naive_diff import layer_changes
@@ -61,7 +61,7 @@ def stopped_matching(containers: list[Container], filters: dict[str, list[str]])
     for key in filters:
         if key not in ("until", "label", "label!"):
             raise InvalidArgument(f"invalid filter '{key}'")
-    limits = [_until(v) for v in filters.get("until", [])]
+    limits = [until_timestamp(v) for v in filters.get("until", [])]
     chosen = []
     for container in containers:
         if container.State.Status not in STOPPED or container.State.running:
@@ -69,9 +69,9 @@ def stopped_matching(containers: list[Container], filters: dict[str, list[str]])
         if limits and not all(parse_rfc3339(container.Created) < limit for limit in limits):
             continue
         labels = container.Config.Labels or {}
-        if not all(_label_match(labels, v) for v in filters.get("label", [])):
+        if not all(label_matches(labels, v) for v in filters.get("label", [])):
             continue
-        if any(_label_match(labels, v) for v in filters.get("label!", [])):
+        if any(label_matches(labels, v) for v in filters.get("label!", [])):
             continue
         chosen.append(container)
     return chosen

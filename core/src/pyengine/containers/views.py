@@ -8,6 +8,7 @@ from typing import Any
 
 from pyengine.containers import health
 from pyengine.errors import InvalidArgument
+from pyengine.filters import label_matches
 from pyengine.humanize import human_duration
 from pyengine.model.base import parse_rfc3339
 from pyengine.model.container import Container, ContainerStatus
@@ -191,10 +192,8 @@ def matches(container: Container, filters: dict[str, list[str]], image_ids: dict
             return False
         if key == "label":
             labels = container.Config.Labels or {}
-            for wanted in values:
-                name, sep, value = wanted.partition("=")
-                if name not in labels or (sep and labels[name] != value):
-                    return False
+            if not all(label_matches(labels, wanted) for wanted in values):
+                return False
         if key == "ancestor" and not any(
             container.ImageName == v
             or image_ids.get(v) == container.Image

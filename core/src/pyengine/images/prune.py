@@ -3,32 +3,12 @@ uses; filters ``until`` and ``label`` / ``label!`` as Docker's."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from pyengine.errors import InvalidArgument
+from pyengine.filters import label_matches, until_timestamp
 from pyengine.images.store import ImageStore
 from pyengine.model.base import parse_rfc3339
-
-
-def _until(value: str) -> float:
-    """A timestamp (unix seconds or RFC 3339) or a duration before now (``10m``, ``24h``)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
-        return time.time() - float(value[:-1]) * units[value[-1]]
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return parse_rfc3339(value if value.endswith("Z") or "+" in value else value + "Z")
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid filter 'until={value}'") from exc
-
-
-def _label_match(labels: dict[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
 
 
 def prune(store: ImageStore, filters: dict[str, list[str]], users: dict[str, list[str]]) -> dict[str, Any]:
@@ -46,12 +26,13 @@ def prune(store: ImageStore, filters: dict[str, list[str]], users: dict[str, lis
             continue
         if dangling_only and image.tags:
             continue
-        if "until" in filters and not all(parse_rfc3339(image.created) < _until(v) for v in filters["until"]):
+        created = parse_rfc3339(image.created)
+        if "until" in filters and not all(created < until_timestamp(v) for v in filters["until"]):
             continue
         labels = image.config.config.Labels or {}
-        if not all(_label_match(labels, v) for v in filters.get("label", [])):
+        if not all(label_matches(labels, v) for v in filters.get("label", [])):
             continue
-        if any(_label_match(labels, v) for v in filters.get("label!", [])):
+        if any(label_matches(labels, v) for v in filters.get("label!", [])):
             continue
         size = image.size
         try:

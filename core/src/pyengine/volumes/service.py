@@ -20,6 +20,7 @@ from pyengine import ids
 from pyengine.drivers import registry
 from pyengine.drivers.volume import ENTRY_POINT_NAMESPACE, VolumeDriver
 from pyengine.errors import AlreadyExists, Conflict, EngineError, InvalidArgument, NotFound, NotSupported
+from pyengine.filters import label_matches
 from pyengine.hooks import HookCaller
 from pyengine.model.base import now_rfc3339
 from pyengine.model.volume import MountPoint, Volume
@@ -179,7 +180,7 @@ class VolumeService:
                     return False
             elif key in ("label", "label!"):
                 labels = record.get("Labels") or {}
-                hits = [_label_matches(labels, value) for value in values]
+                hits = [label_matches(labels, value) for value in values]
                 if key == "label" and not all(hits):
                     return False
                 if key == "label!" and any(hits):
@@ -356,13 +357,6 @@ class VolumeService:
     def cleanup(self) -> None:
         for driver in list(self._drivers.values()):
             _quietly(driver.cleanup)
-
-
-def _label_matches(labels: dict[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    if key not in labels:
-        return False
-    return not sep or labels[key] == value
 
 
 def _tree_size(path: str) -> int:
