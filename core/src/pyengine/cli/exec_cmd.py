@@ -33,74 +33,15 @@ _BY_NAME = {name: (dest, kind) for names, dest, kind in EXEC_FLAGS for name in n
 def parse_exec_args(args: list[str]) -> dict[str, Any] | None:
     """``[OPTIONS] CONTAINER COMMAND [ARG...]`` as the click command parses it, or None to let click
     handle it. Options come before CONTAINER only (what follows belongs to the command)."""
-    params: dict[str, Any] = {
-        "detach": False,
-        "interactive": False,
-        "tty": False,
-        "privileged": False,
-        "env": [],
-        "workdir": None,
-        "user": None,
-    }
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            index += 1
-            break
-        if not arg.startswith("-") or arg == "-":
-            break
-        if arg.startswith("--"):
-            name, equals, value = arg.partition("=")
-            spec = _BY_NAME.get(name)
-            if spec is None or (spec[1] == "bool" and equals):
-                return None
-            dest, kind = spec
-            if kind == "bool":
-                params[dest] = True
-                index += 1
-                continue
-            if not equals:
-                index += 1
-                if index >= len(args):
-                    return None
-                value = args[index]
-            _store(params, dest, kind, value)
-            index += 1
-            continue
-        position = 1
-        while position < len(arg):
-            spec = _BY_NAME.get("-" + arg[position])
-            if spec is None:
-                return None
-            dest, kind = spec
-            if kind == "bool":
-                params[dest] = True
-                position += 1
-                continue
-            value = arg[position + 1 :]
-            if value.startswith("="):
-                return None
-            if not value:
-                index += 1
-                if index >= len(args):
-                    return None
-                value = args[index]
-            _store(params, dest, kind, value)
-            break
-        index += 1
-    if len(args) - index < 2:
+    from pyengine.cli.fastflags import default_params, parse_flags
+
+    params = default_params((dest, kind) for _names, dest, kind in EXEC_FLAGS)
+    positionals = parse_flags(args, _BY_NAME, params)
+    if positionals is None or len(positionals) < 2:
         return None  # no container or no command: click prints the usage error
-    params["container"] = args[index]
-    params["command"] = list(args[index + 1 :])
+    params["container"] = positionals[0]
+    params["command"] = positionals[1:]
     return params
-
-
-def _store(params: dict[str, Any], dest: str, kind: str, value: str) -> None:
-    if kind == "multi":
-        params[dest].append(value)
-    else:
-        params[dest] = value
 
 
 def exec_in(client: Client, params: dict[str, Any]) -> int:

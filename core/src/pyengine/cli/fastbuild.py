@@ -7,66 +7,36 @@ included.
 from __future__ import annotations
 
 from pyengine.cli.build_run import build_params
+from pyengine.cli.fastflags import parse_flags
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-# flag -> (parameter, kind): "multi" appends a value, "value" sets one, True/False set a switch
-_FLAGS: dict[str, tuple[str, Any]] = {
+# flag -> (parameter, kind), kinds as in pyengine.cli.fastflags
+_FLAGS: dict[str, tuple[str, str]] = {
     "-t": ("tags", "multi"),
     "--tag": ("tags", "multi"),
     "-f": ("dockerfile", "value"),
     "--file": ("dockerfile", "value"),
     "--build-arg": ("build_args", "multi"),
     "--target": ("target", "value"),
-    "--no-cache": ("no_cache", True),
+    "--no-cache": ("no_cache", "bool"),
     "--cache-from": ("cache_from", "multi"),
-    "-q": ("quiet", True),
-    "--quiet": ("quiet", True),
+    "-q": ("quiet", "bool"),
+    "--quiet": ("quiet", "bool"),
     "--label": ("labels", "multi"),
-    "--rm": ("rm", True),
-    "--no-rm": ("rm", False),
-    "--pull": ("pull", True),
+    "--rm": ("rm", "bool"),
+    "--no-rm": ("rm", "off"),
+    "--pull": ("pull", "bool"),
 }
 
 
 def parse_build_args(args: list[str]) -> dict[str, Any] | None:
     """The parameters of ``build`` as the click command would parse them, or None for click."""
     params = build_params()
-    paths: list[str] = []
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        index += 1
-        if arg == "--":
-            paths += args[index:]
-            break
-        if not arg.startswith("-") or arg == "-":
-            paths.append(arg)
-            continue
-        flag, sep, value = arg.partition("=") if arg.startswith("--") else (arg[:2], "", arg[2:])
-        if not arg.startswith("--") and value:
-            sep = "="  # -tNAME
-        spec = _FLAGS.get(flag)
-        if spec is None:
-            return None
-        dest, kind = spec
-        if isinstance(kind, bool):
-            if sep:
-                return None
-            params[dest] = kind
-            continue
-        if not sep:
-            if index >= len(args):
-                return None
-            value = args[index]
-            index += 1
-        if kind == "multi":
-            params[dest].append(value)
-        else:
-            params[dest] = value
-    if len(paths) != 1 or paths[0] == "-":
+    paths = parse_flags(args, _FLAGS, params, interspersed=True)
+    if paths is None or len(paths) != 1 or paths[0] == "-":
         return None
     params["path"] = paths[0]
     return params

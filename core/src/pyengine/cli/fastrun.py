@@ -10,109 +10,24 @@ flag, a missing value, a bad number) it gives up and the click command handles t
 from __future__ import annotations
 
 from pyengine.cli.create_options import RUN_FLAGS
+from pyengine.cli.fastflags import default_params, parse_flags
 
 TYPE_CHECKING = False  # typing costs ~5 ms to import; annotations alone need it only for checkers
 if TYPE_CHECKING:
     from typing import Any
 
-_LONG: dict[str, tuple[str, str]] = {}
-_SHORT: dict[str, tuple[str, str]] = {}
-for _names, _dest, _kind, _help in RUN_FLAGS:
-    for _name in _names:
-        (_LONG if _name.startswith("--") else _SHORT)[_name] = (_dest, _kind)
-
-
-def _defaults() -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for _names, dest, kind, _help_text in RUN_FLAGS:
-        if kind == "bool":
-            params[dest] = False
-        elif kind == "multi":
-            params[dest] = []
-        elif kind.startswith("choice:"):
-            params[dest] = kind[len("choice:") :].split(",")[0]
-        else:
-            params[dest] = None
-    return params
-
-
-def _store(params: dict[str, Any], dest: str, kind: str, value: str) -> bool:
-    """Record one value; False when it is not valid for the flag (click then reports it)."""
-    if kind == "multi":
-        params[dest].append(value)
-    elif kind == "int":
-        try:
-            params[dest] = int(value)
-        except ValueError:
-            return False
-    elif kind.startswith("choice:"):
-        if value not in kind[len("choice:") :].split(","):
-            return False
-        params[dest] = value
-    else:
-        params[dest] = value
-    return True
+_FLAGS = {name: (dest, kind) for names, dest, kind, _help in RUN_FLAGS for name in names}
 
 
 def parse_run_args(args: list[str]) -> dict[str, Any] | None:
     """The flags and arguments of ``run`` as the click command would parse them, or None to let
     click handle (and report) them."""
-    params = _defaults()
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            index += 1
-            break
-        if arg.startswith("--"):
-            name, equals, value = arg.partition("=")
-            spec = _LONG.get(name)
-            if spec is None:
-                return None
-            dest, kind = spec
-            if kind == "bool":
-                if equals:
-                    return None
-                params[dest] = True
-            else:
-                if not equals:
-                    index += 1
-                    if index >= len(args):
-                        return None
-                    value = args[index]
-                if not _store(params, dest, kind, value):
-                    return None
-            index += 1
-            continue
-        if arg.startswith("-") and len(arg) > 1:
-            position = 1
-            while position < len(arg):
-                spec = _SHORT.get("-" + arg[position])
-                if spec is None:
-                    return None
-                dest, kind = spec
-                if kind == "bool":
-                    params[dest] = True
-                    position += 1
-                    continue
-                value = arg[position + 1 :]
-                if value.startswith("="):
-                    return None  # click and docker disagree on "-e=X"; let click decide
-                if not value:
-                    index += 1
-                    if index >= len(args):
-                        return None
-                    value = args[index]
-                if not _store(params, dest, kind, value):
-                    return None
-                break
-            index += 1
-            continue
-        break
-    if index >= len(args):
+    params = default_params((dest, kind) for _names, dest, kind, _help in RUN_FLAGS)
+    positionals = parse_flags(args, _FLAGS, params)
+    if not positionals:
         return None  # no IMAGE: click prints the usage error
-    params["image"] = args[index]
-    params["command"] = args[index + 1 :]
+    params["image"] = positionals[0]
+    params["command"] = positionals[1:]
     return params
 
 

@@ -219,8 +219,8 @@ class LayerUnpacker:
     def create_entry(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, name: str, path: str
     ) -> None:
-        if not member.islnk():  # (a hard link takes its target's owner)
-            self.owner(member)  # an owner that cannot be given is refused before anything is replaced
+        if self.owner_to_target is not None and not member.islnk():  # (a link takes its target's owner)
+            self.owner(member)  # an owner the map cannot give is refused before anything is replaced
         try:
             existing = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
         except FileNotFoundError:
