@@ -18,6 +18,7 @@ from pyengine.storage.layer_unpacker import (
     WHITEOUT_OPAQUE,
     WHITEOUT_PREFIX,
     clean_entry_name,
+    is_overlay_opaque,
 )
 from pyengine.storage.pack import naive_diff, tar_directory, write_layer
 from pyengine.storage.unpack import apply_layer
@@ -28,6 +29,7 @@ __all__ = [
     "WHITEOUT_PREFIX",
     "apply_layer",
     "clean_entry_name",
+    "is_overlay_opaque",
     "diff_directories",
     "naive_diff",
     "read_xattrs",

@@ -43,6 +43,16 @@ _ENTRY_ERRNOS = {errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.ELOOP, errno.E
 _openat2_missing = False
 
 
+def is_overlay_opaque(path: str) -> bool:
+    """Whether the directory ``path`` carries overlayfs's opaque marker (``trusted.overlay.opaque=y``)."""
+    try:
+        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
+
+
 def clean_entry_name(name: str) -> str:
     """Return a tar entry name as a plain relative path ('' for the root), refusing escapes."""
     if name.startswith("/"):

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from pyengine.drivers.storage import Change
 from pyengine.storage.changes import change_sort_key, diff_directories, read_xattrs
-from pyengine.storage.layer_unpacker import OVERLAY_OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX
+from pyengine.storage.layer_unpacker import (
+    WHITEOUT_OPAQUE,
+    WHITEOUT_PREFIX,
+    is_overlay_opaque,
+)
 
 _BLOCK = tarfile.BLOCKSIZE
 _READ_CHUNK = 1 << 20
@@ -34,15 +38,6 @@ def _header(info: tarfile.TarInfo) -> bytes:
 
 def _padding(size: int) -> bytes:
     return b"\0" * (-size % _BLOCK)
-
-
-def _is_overlay_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
-            return False
-        raise
 
 
 def _data_segments(fd: int, size: int) -> list[tuple[int, int]]:
@@ -125,7 +120,7 @@ class _TarWriter:
             info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
             info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
         yield _header(info)
-        if self.overlay_whiteouts and stat.S_ISDIR(st.st_mode) and _is_overlay_opaque(path):
+        if self.overlay_whiteouts and stat.S_ISDIR(st.st_mode) and is_overlay_opaque(path):
             yield self.whiteout(f"{rel}/{WHITEOUT_OPAQUE[len(WHITEOUT_PREFIX) :]}")
 
     def regular_file(self, path: str, st: os.stat_result, info: tarfile.TarInfo) -> Iterator[bytes]:

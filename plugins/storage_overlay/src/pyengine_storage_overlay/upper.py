@@ -9,12 +9,11 @@ the layer's parents is walked, so the cost follows the size of the change, not o
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 
 from pyengine.drivers.storage import Change
-from pyengine.storage.archive import OVERLAY_OPAQUE_XATTR
+from pyengine.storage.archive import is_overlay_opaque
 from pyengine.storage.changes import change_sort_key
 
 _PRESENT, _ABSENT, _HIDDEN = "present", "absent", "hidden"
@@ -22,15 +21,6 @@ _PRESENT, _ABSENT, _HIDDEN = "present", "absent", "hidden"
 
 def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP):
-            return False
-        raise
 
 
 def _lstat(path: str) -> os.stat_result | None:
@@ -49,7 +39,7 @@ def _probe(lower: str, rel: str) -> tuple[str, os.stat_result | None]:
         st = _lstat(path)
         if st is None:
             return _ABSENT, None
-        if is_whiteout(st) or not stat.S_ISDIR(st.st_mode) or is_opaque(path):
+        if is_whiteout(st) or not stat.S_ISDIR(st.st_mode) or is_overlay_opaque(path):
             return _HIDDEN, None
     st = _lstat(os.path.join(path, parts[-1]))
     if st is None:
@@ -89,7 +79,7 @@ def merged_names(lowers: list[str], rel: str) -> set[str]:
                     hidden.add(entry.name)
                 else:
                     names.add(entry.name)
-        if rel and is_opaque(directory):
+        if rel and is_overlay_opaque(directory):
             break
     return names
 
@@ -117,7 +107,7 @@ def upper_changes(upper: str, lowers: list[str], *, for_tar: bool = False) -> li
             if not stat.S_ISDIR(st.st_mode):
                 continue
             path = os.path.join(upper, child)
-            if not for_tar and below is not None and stat.S_ISDIR(below.st_mode) and is_opaque(path):
+            if not for_tar and below is not None and stat.S_ISDIR(below.st_mode) and is_overlay_opaque(path):
                 kept = set(os.listdir(path))
                 for gone in sorted(merged_names(lowers, child) - kept):
                     out.append(Change("D", f"/{child}/{gone}"))
