@@ -14,7 +14,7 @@ from aiohttp import web
 
 from pyengine.api.app import add_route
 from pyengine.api.common import engine, json_body, json_response, no_content, query_bool, query_int
-from pyengine.api.hijack import hijack
+from pyengine.api.hijack import forward_input, hijack
 from pyengine.containers import logs as logfile
 from pyengine.containers import views
 from pyengine.errors import Conflict, InvalidArgument
@@ -147,22 +147,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
         except (asyncio.IncompleteReadError, ConnectionError):
             return
 
-    async def input_() -> None:
-        try:
-            while True:
-                data = await client.incoming.get()
-                if not data:
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    return
-                if want_stdin:
-                    writer.write(data)
-                    await writer.drain()
-        except (ConnectionError, OSError):
-            return
-
     out_task = asyncio.ensure_future(output())
-    in_task = asyncio.ensure_future(input_())
+    in_task = asyncio.ensure_future(forward_input(client, writer, keep=want_stdin))
     try:
         done, _ = await asyncio.wait(
             {out_task, asyncio.ensure_future(client.closed.wait())}, return_when=asyncio.FIRST_COMPLETED

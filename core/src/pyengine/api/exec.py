@@ -15,7 +15,7 @@ from aiohttp import web
 
 from pyengine.api.app import add_route
 from pyengine.api.common import engine, json_body, json_response, query_int
-from pyengine.api.hijack import hijack
+from pyengine.api.hijack import forward_input, hijack
 from pyengine.containers.exec import ExecService
 from pyengine.errors import Conflict, InvalidArgument, StartFailed
 from pyengine.supervisor.protocol import encode_frame
@@ -85,21 +85,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     async def deliver(stream: int, payload: bytes) -> bool:
         return await client.write(payload if tty else encode_frame(stream, payload))
 
-    async def forward_stdin() -> None:
-        try:
-            while True:
-                data = await client.incoming.get()
-                if not data:
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    return
-                if instance.config.get("AttachStdin"):
-                    writer.write(data)
-                    await writer.drain()
-        except (ConnectionError, OSError):
-            return
-
-    stdin_task = asyncio.ensure_future(forward_stdin())
+    stdin_task = asyncio.ensure_future(
+        forward_input(client, writer, keep=bool(instance.config.get("AttachStdin")))
+    )
     try:
         await service.pump(instance, reader, deliver)
     finally:

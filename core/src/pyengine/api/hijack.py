@@ -106,3 +106,22 @@ class ChunkedConnection:
 
     def close(self) -> None:
         self.closed.set()
+
+
+async def forward_input(
+    connection: HijackedConnection | ChunkedConnection, writer: asyncio.StreamWriter, *, keep: bool
+) -> None:
+    """Copy what the client sends to ``writer`` (read and dropped unless ``keep``) until it
+    half-closes, then half-close ``writer`` too."""
+    try:
+        while True:
+            data = await connection.incoming.get()
+            if not data:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                return
+            if keep:
+                writer.write(data)
+                await writer.drain()
+    except (ConnectionError, OSError):
+        return
